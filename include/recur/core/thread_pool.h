@@ -1,0 +1,48 @@
+#pragma once
+/// \file A small explicit thread pool for pointwise loops, and the --threads knob.
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace recur {
+
+/// Fixed-size pool. parallel_for splits [0, n) into one contiguous chunk per thread (the caller
+/// runs chunk 0), so a given (n, threads) always gives the same partition: results are
+/// deterministic. Nested calls run serially.
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return threads_; }
+  /// Runs fn(begin, end) over [0, n) in chunks; runs inline when n < min_grain * 2 or one thread.
+  void parallel_for(int64_t n, int64_t min_grain, const std::function<void(int64_t, int64_t)>& fn);
+  /// Runs fn(worker_index) once on each of the pool's threads (index 0 is the caller).
+  void run_on_all(const std::function<void(int)>& fn);
+
+ private:
+  void worker(int index);
+  int threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  const std::function<void(int)>* job_ = nullptr;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+  bool busy_ = false;
+};
+
+/// The process-wide pool (one of the two allowed global objects, with the allocator).
+ThreadPool& thread_pool();
+/// Sets the pool size and OpenBLAS's thread count together (n >= 1), so the two never
+/// oversubscribe the cores: GEMMs and pointwise loops take turns on the same n threads.
+void set_num_threads(int n);
+int num_threads();
+
+}  // namespace recur

@@ -1,0 +1,119 @@
+#include "recur/core/thread_pool.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "recur/core/error.h"
+
+namespace recur {
+
+namespace {
+thread_local bool in_pool_job = false;
+}
+
+ThreadPool::ThreadPool(int threads) : threads_(std::max(1, threads)) {
+  for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& w : workers_) w.join();
+}
+
+void ThreadPool::worker(int index) {
+  uint64_t seen = 0;
+  for (;;) {
+    const std::function<void(int)>* job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      job = job_;
+    }
+    in_pool_job = true;
+    (*job)(index);
+    in_pool_job = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+}
+
+void ThreadPool::run_on_all(const std::function<void(int)>& fn) {
+  if (threads_ == 1 || in_pool_job) {
+    for (int i = 0; i < threads_; ++i) fn(i);
+    return;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  RECUR_CHECK(!busy_, "ThreadPool::run_on_all called concurrently from two threads");
+  busy_ = true;
+  job_ = &fn;
+  pending_ = threads_ - 1;
+  ++generation_;
+  lock.unlock();
+  cv_.notify_all();
+  in_pool_job = true;
+  fn(0);
+  in_pool_job = false;
+  lock.lock();
+  done_cv_.wait(lock, [&] { return pending_ == 0; });
+  job_ = nullptr;
+  busy_ = false;
+}
+
+void ThreadPool::parallel_for(int64_t n, int64_t min_grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  int64_t grain = std::max<int64_t>(1, min_grain);
+  int64_t chunks = std::min<int64_t>(threads_, n / grain);
+  if (chunks <= 1 || in_pool_job) {
+    fn(0, n);
+    return;
+  }
+  run_on_all([&](int i) {
+    if (i >= chunks) return;
+    int64_t b = n * i / chunks, e = n * (i + 1) / chunks;
+    if (b < e) fn(b, e);
+  });
+}
+
+namespace {
+std::unique_ptr<ThreadPool>& pool_slot() {
+  static std::unique_ptr<ThreadPool> pool;
+  return pool;
+}
+int default_threads() {
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw ? static_cast<int>(hw) : 1;
+}
+}  // namespace
+
+ThreadPool& thread_pool() {
+  auto& p = pool_slot();
+  if (!p) {
+    p = std::make_unique<ThreadPool>(default_threads());
+    openblas_set_num_threads(p->size());
+  }
+  return *p;
+}
+
+void set_num_threads(int n) {
+  RECUR_CHECK(n >= 1, "--threads must be >= 1, got {}", n);
+  auto& p = pool_slot();
+  if (!p || p->size() != n) {
+    p.reset();
+    p = std::make_unique<ThreadPool>(n);
+  }
+  openblas_set_num_threads(n);
+}
+
+int num_threads() { return thread_pool().size(); }
+
+}  // namespace recur

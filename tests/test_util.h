@@ -1,0 +1,33 @@
+#pragma once
+// Helpers shared by the unit tests: random tensors, closeness checks, central differences.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+
+#include "recur/core/rng.h"
+#include "recur/core/tensor.h"
+
+namespace recur::test {
+
+/// Normal(0, scale) values of the given dtype (F32 or F64).
+Tensor randn(const Shape& shape, Rng& rng, double scale = 1.0, DType dtype = DType::F32);
+/// Uniform [lo, hi) values.
+Tensor uniform(const Shape& shape, Rng& rng, double lo, double hi, DType dtype = DType::F32);
+
+/// Elementwise |a-b| <= atol + rtol*|b| (any float dtypes; shapes must match). Reports the worst
+/// element and its index on failure.
+::testing::AssertionResult all_close(const Tensor& a, const Tensor& b, double rtol, double atol);
+/// Max |a-b| / (|b| + floor) over elements.
+double max_rel_error(const Tensor& a, const Tensor& b, double floor = 1e-3);
+
+/// Central-difference gradient of the scalar `loss()` with respect to x (F64), perturbing x in
+/// place by +-eps and restoring it.
+Tensor numeric_grad(const std::function<double()>& loss, Tensor& x, double eps = 1e-6);
+
+/// sum(y * w): the usual way to turn an output into a scalar loss for gradient checks.
+double weighted_sum(const Tensor& y, const Tensor& w);
+
+}  // namespace recur::test
+
+#define EXPECT_ALL_CLOSE(a, b, rtol, atol) EXPECT_TRUE(::recur::test::all_close((a), (b), (rtol), (atol)))
