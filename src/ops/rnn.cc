@@ -1,0 +1,117 @@
+// Shape checks, dispatch and the autograd wrapper of one recurrent layer.
+#include "recur/ops/rnn.h"
+
+#include <memory>
+
+#include "../cpu/rnn_cpu.h"
+
+namespace recur::ops {
+
+int64_t gate_count(CellType cell) {
+  switch (cell) {
+    case CellType::LSTM: return 4;
+    case CellType::GRU: return 3;
+    case CellType::RNN_TANH:
+    case CellType::RNN_RELU: return 1;
+  }
+  RECUR_FAIL("unknown cell type {}", static_cast<int>(cell));
+}
+
+const char* cell_name(CellType cell) {
+  switch (cell) {
+    case CellType::LSTM: return "lstm";
+    case CellType::GRU: return "gru";
+    case CellType::RNN_TANH: return "rnn_tanh";
+    case CellType::RNN_RELU: return "rnn_relu";
+  }
+  return "?";
+}
+
+namespace {
+
+void check_layer(const Tensor& x, const PackedBatch& pb, const RnnWeights& w, const Tensor* h0, const Tensor* c0,
+                 const RnnLayerOptions& opt, DType dt) {
+  const char* name = cell_name(opt.cell);
+  RECUR_CHECK(w.w_ih && w.w_hh, "{} layer: weights missing", name);
+  RECUR_CHECK(w.w_hh->ndim() == 2, "{} layer: weight_hh must be (G*H, H), got {}", name, w.w_hh->shape_str());
+  const int64_t H = w.w_hh->dim(1), GH = gate_count(opt.cell) * H;
+  RECUR_CHECK(x.ndim() == 2, "{} layer: input must be packed (N, I), got {}", name, x.shape_str());
+  RECUR_CHECK(x.dim(0) == pb.tokens(), "{} layer: input has {} rows but the batch layout has {} tokens", name,
+              x.dim(0), pb.tokens());
+  RECUR_CHECK(x.dtype() == dt, "{} layer: input dtype {} (expected {})", name, dtype_name(x.dtype()), dtype_name(dt));
+  w.w_hh->check_shape({GH, H}, "weight_hh");
+  w.w_ih->check_shape({GH, x.dim(1)}, "weight_ih");
+  if (w.b_ih) w.b_ih->check_shape({GH}, "bias_ih");
+  if (w.b_hh) w.b_hh->check_shape({GH}, "bias_hh");
+  if (h0) h0->check_shape({pb.batch(), H}, "h0");
+  if (c0) {
+    RECUR_CHECK(opt.cell == CellType::LSTM, "{} layer: c0 is only for LSTM", name);
+    c0->check_shape({pb.batch(), H}, "c0");
+  }
+  if (!opt.mask_lengths.empty()) {
+    RECUR_CHECK(static_cast<int64_t>(opt.mask_lengths.size()) == pb.batch(),
+                "{} layer: {} mask lengths for a batch of {}", name, opt.mask_lengths.size(), pb.batch());
+    for (int64_t b = 0; b < pb.batch(); ++b)
+      RECUR_CHECK(pb.lengths[static_cast<size_t>(b)] == pb.steps() && pb.sorted_indices[static_cast<size_t>(b)] == b,
+                  "{} layer: static (masked) mode needs a fixed layout", name);
+  }
+}
+
+}  // namespace
+
+void rnn_layer_forward(Tensor* y, Tensor* hn, Tensor* cn, RnnCache* cache, const Tensor& x, const PackedBatch& pb,
+                       const RnnWeights& w, const Tensor* h0, const Tensor* c0, const RnnLayerOptions& opt) {
+  check_layer(x, pb, w, h0, c0, opt, DType::F32);
+  RECUR_CHECK(x.device().type == DeviceType::CPU, "rnn layer: device {} has no kernels in this build",
+              x.device().str());
+  cpu::rnn_layer_forward(y, hn, cn, cache, x, pb, w, h0, c0, opt);
+}
+
+void rnn_layer_backward(Tensor* dx, Tensor* dh0, Tensor* dc0, const RnnWeightGrads& dw, const Tensor* dy,
+                        const Tensor* dhn, const Tensor* dcn, const RnnCache& cache, const Tensor& x, const Tensor& y,
+                        const PackedBatch& pb, const RnnWeights& w, const RnnLayerOptions& opt) {
+  check_layer(x, pb, w, nullptr, nullptr, opt, DType::F32);
+  const int64_t H = w.w_hh->dim(1);
+  RECUR_CHECK(cache.gates.defined(), "rnn layer backward: forward ran without a cache");
+  if (dy) dy->check_shape({pb.tokens(), H}, "rnn backward: dy");
+  if (dhn) dhn->check_shape({pb.batch(), H}, "rnn backward: dhn");
+  if (dcn) dcn->check_shape({pb.batch(), H}, "rnn backward: dcn");
+  if (dx) dx->check_shape(x.shape(), "rnn backward: dx");
+  cpu::rnn_layer_backward(dx, dh0, dc0, dw, dy, dhn, dcn, cache, x, y, pb, w, opt);
+}
+
+}  // namespace recur::ops
+
+namespace recur {
+
+RnnLayerOutput rnn_layer(Tape& tape, const Var& x, const PackedBatch& pb, const Var& w_ih, const Var& w_hh,
+                         const Var& b_ih, const Var& b_hh, const Var& h0, const Var& c0,
+                         const ops::RnnLayerOptions& opt) {
+  ops::RnnWeights w{&w_ih.value(), &w_hh.value(), b_ih.defined() ? &b_ih.value() : nullptr,
+                    b_hh.defined() ? &b_hh.value() : nullptr};
+  const bool lstm = opt.cell == ops::CellType::LSTM;
+  const bool tracked = tape.needs_grad({&x, &w_ih, &w_hh, &b_ih, &b_hh, &h0, &c0});
+  auto cache = tracked ? std::make_shared<ops::RnnCache>() : nullptr;
+  Tensor y, hn, cn;
+  ops::rnn_layer_forward(&y, &hn, lstm ? &cn : nullptr, cache.get(), x.value(), pb, w,
+                         h0.defined() ? &h0.value() : nullptr, c0.defined() ? &c0.value() : nullptr, opt);
+  RnnLayerOutput out{make_output(y, tracked), make_output(hn, tracked), lstm ? make_output(cn, tracked) : Var()};
+  if (tracked) {
+    tape.record([x, pb, w_ih, w_hh, b_ih, b_hh, h0, c0, opt, cache, out]() {
+      ops::RnnWeights wt{&w_ih.value(), &w_hh.value(), b_ih.defined() ? &b_ih.value() : nullptr,
+                         b_hh.defined() ? &b_hh.value() : nullptr};
+      ops::RnnWeightGrads dw{w_ih.requires_grad() ? &w_ih.grad() : nullptr,
+                             w_hh.requires_grad() ? &w_hh.grad() : nullptr,
+                             b_ih.requires_grad() ? &b_ih.grad() : nullptr,
+                             b_hh.requires_grad() ? &b_hh.grad() : nullptr};
+      ops::rnn_layer_backward(x.requires_grad() ? &x.grad() : nullptr, h0.requires_grad() ? &h0.grad() : nullptr,
+                              c0.requires_grad() ? &c0.grad() : nullptr, dw,
+                              out.y.has_grad() ? &out.y.grad() : nullptr, out.hn.has_grad() ? &out.hn.grad() : nullptr,
+                              out.cn.defined() && out.cn.has_grad() ? &out.cn.grad() : nullptr, *cache, x.value(),
+                              out.y.value(), pb, wt, opt);
+    });
+  }
+  return out;
+}
+
+}  // namespace recur
