@@ -33,13 +33,17 @@ void Tape::backward(Var& loss) {
   backward(loss, Tensor::full(loss.value().shape(), 1.0, loss.value().dtype()));
 }
 
-void Tape::backward(Var& out, const Tensor& dout) {
-  RECUR_CHECK(out.requires_grad(), "backward: the output does not depend on any parameter");
-  out.value().check_shape(dout.shape(), "backward: output gradient");
-  Tensor& g = out.grad();
-  const float* s = dout.f32();
-  float* d = g.f32();
-  for (int64_t i = 0; i < g.numel(); ++i) d[i] += s[i];
+void Tape::backward(Var& out, const Tensor& dout) { backward({{out, dout}}); }
+
+void Tape::backward(const std::vector<std::pair<Var, Tensor>>& seeds) {
+  for (const auto& [out, dout] : seeds) {
+    RECUR_CHECK(out.requires_grad(), "backward: the output does not depend on any parameter");
+    out.value().check_shape(dout.shape(), "backward: output gradient");
+    Tensor& g = out.grad();
+    const float* s = dout.f32();
+    float* d = g.f32();
+    for (int64_t i = 0; i < g.numel(); ++i) d[i] += s[i];
+  }
   for (auto it = ops_.rbegin(); it != ops_.rend(); ++it) (*it)();
   ops_.clear();
 }

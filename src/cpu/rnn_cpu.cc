@@ -7,9 +7,13 @@
 
 #include <cblas.h>
 
+#include <atomic>
 #include <cstring>
+#include <thread>
+#include <utility>
 
 #include "fast_math.h"
+#include "recur/core/thread_pool.h"
 
 namespace recur::cpu {
 
@@ -79,20 +83,22 @@ bool row_valid(const ops::RnnLayerOptions& opt, int64_t t, int64_t j) {
 
 // ---- forward pointwise, one row each ------------------------------------------------------
 
+// Row functions take n units starting at the given pointers, with gate k at offset k * S (S = H
+// for a whole row; a thread of the small-batch path passes its own slice of units).
 void lstm_row_forward(float* __restrict g, const float* __restrict bias, float* __restrict c_state,
-                      float* __restrict h_state, float* __restrict y, float* __restrict c_out, int64_t H) {
+                      float* __restrict h_state, float* __restrict y, float* __restrict c_out, int64_t n, int64_t S) {
   float* __restrict gi = g;
-  float* __restrict gf = g + H;
-  float* __restrict gg = g + 2 * H;
-  float* __restrict go = g + 3 * H;
-  for (int64_t u = 0; u < H; ++u) {
+  float* __restrict gf = g + S;
+  float* __restrict gg = g + 2 * S;
+  float* __restrict go = g + 3 * S;
+  for (int64_t u = 0; u < n; ++u) {
     const float i = fast_sigmoid(gi[u] + bias[u]);
-    const float f = fast_sigmoid(gf[u] + bias[H + u]);
-    const float n = fast_tanh(gg[u] + bias[2 * H + u]);
-    const float o = fast_sigmoid(go[u] + bias[3 * H + u]);
-    const float c = f * c_state[u] + i * n;
+    const float f = fast_sigmoid(gf[u] + bias[S + u]);
+    const float c_in = fast_tanh(gg[u] + bias[2 * S + u]);
+    const float o = fast_sigmoid(go[u] + bias[3 * S + u]);
+    const float c = f * c_state[u] + i * c_in;
     const float h = o * fast_tanh(c);
-    gi[u] = i, gf[u] = f, gg[u] = n, go[u] = o;
+    gi[u] = i, gf[u] = f, gg[u] = c_in, go[u] = o;
     c_state[u] = c;
     c_out[u] = c;
     h_state[u] = h;
@@ -100,16 +106,17 @@ void lstm_row_forward(float* __restrict g, const float* __restrict bias, float* 
   }
 }
 
+// h_prev and h_state may be the same buffer (the GEMM path updates the state in place).
 void gru_row_forward(float* __restrict g, const float* __restrict bias, const float* __restrict gh,
-                     const float* __restrict bias_h, float* __restrict h_state, float* __restrict y,
-                     float* __restrict ghn_out, int64_t H) {
-  for (int64_t u = 0; u < H; ++u) {
+                     const float* __restrict bias_h, const float* h_prev, float* h_state,
+                     float* __restrict y, float* __restrict ghn_out, int64_t n, int64_t S) {
+  for (int64_t u = 0; u < n; ++u) {
     const float r = fast_sigmoid(g[u] + bias[u] + gh[u] + bias_h[u]);
-    const float z = fast_sigmoid(g[H + u] + bias[H + u] + gh[H + u] + bias_h[H + u]);
-    const float hn = gh[2 * H + u] + bias_h[2 * H + u];
-    const float n = fast_tanh(g[2 * H + u] + bias[2 * H + u] + r * hn);
-    const float h = (1.0f - z) * n + z * h_state[u];
-    g[u] = r, g[H + u] = z, g[2 * H + u] = n;
+    const float z = fast_sigmoid(g[S + u] + bias[S + u] + gh[S + u] + bias_h[S + u]);
+    const float hn = gh[2 * S + u] + bias_h[2 * S + u];
+    const float c_in = fast_tanh(g[2 * S + u] + bias[2 * S + u] + r * hn);
+    const float h = (1.0f - z) * c_in + z * h_prev[u];
+    g[u] = r, g[S + u] = z, g[2 * S + u] = c_in;
     ghn_out[u] = hn;
     h_state[u] = h;
     y[u] = h;
@@ -117,20 +124,59 @@ void gru_row_forward(float* __restrict g, const float* __restrict bias, const fl
 }
 
 void rnn_row_forward(float* __restrict g, const float* __restrict bias, float* __restrict h_state,
-                     float* __restrict y, int64_t H, bool relu) {
+                     float* __restrict y, int64_t n, bool relu) {
   if (relu) {
-    for (int64_t u = 0; u < H; ++u) {
+    for (int64_t u = 0; u < n; ++u) {
       const float a = g[u] + bias[u];
       const float h = a > 0.0f ? a : 0.0f;
       g[u] = h, h_state[u] = h, y[u] = h;
     }
   } else {
-    for (int64_t u = 0; u < H; ++u) {
+    for (int64_t u = 0; u < n; ++u) {
       const float h = fast_tanh(g[u] + bias[u]);
       g[u] = h, h_state[u] = h, y[u] = h;
     }
   }
 }
+
+// Dot product with 64 independent lanes (four AVX-512 accumulators), so a row of W_hh streams
+// from cache at full speed instead of waiting on one FMA chain. The order of additions is fixed:
+// results do not depend on the thread that computes them.
+inline float dot64(const float* __restrict a, const float* __restrict b, int64_t n) {
+  float acc[64] = {};
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    for (int k = 0; k < 64; ++k) acc[k] += a[i + k] * b[i + k];
+  for (int k = 0; k < 16; ++k) acc[k] += acc[16 + k] + acc[32 + k] + acc[48 + k];
+  float s = 0.0f;
+  for (int k = 0; k < 16; ++k) s += acc[k];
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Barrier for the persistent small-batch path: spins (steps are microseconds apart).
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int n) : n_(n) {}
+  void wait() {
+    const int gen = gen_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+      count_.store(0, std::memory_order_relaxed);
+      gen_.fetch_add(1, std::memory_order_release);
+    } else {
+      // Spin briefly, then yield: on a loaded machine the thread we wait for may not be running.
+      for (int spins = 0; gen_.load(std::memory_order_acquire) == gen; ++spins) {
+        if (spins < 4096) __builtin_ia32_pause();
+        else std::this_thread::yield();
+      }
+    }
+  }
+
+ private:
+  const int n_;
+  std::atomic<int> count_{0};
+  std::atomic<int> gen_{0};
+};
 
 // ---- backward pointwise ---------------------------------------------------------------------
 
@@ -188,6 +234,88 @@ void add_unsorted(Tensor* dst, const Tensor& sorted, const PackedBatch& pb) {
   for (int64_t i = 0; i < orig.numel(); ++i) d[i] += s[i];
 }
 
+// Buffers of one forward pass, shared by the two step loops.
+struct ForwardBuffers {
+  float* G;        // (N, GH) input projections, turned into activated gates in place
+  const float* bias;
+  const float* bias_h;  // GRU: b_hh, kept apart for the new gate
+  float* Y;        // (N, H)
+  float* h_state;  // (B, H) sorted
+  float* c_state;  // (B, H) LSTM
+  float* cells;    // (N, H) LSTM
+  float* ghn;      // (N, H) GRU
+  float* gh_step;  // (B, GH) GRU
+};
+
+// Small batches: a step's recurrent work is a few matrix-vector products bound by reading W_hh.
+// Each pool thread owns a slice of hidden units with all G gate rows of them, so its part of
+// W_hh stays in its own core's cache for every step; the threads run the whole sequence and meet
+// at a spin barrier once per step. Hidden states are double-buffered because every thread reads
+// all of h_{t-1} while the others write their slices of h_t.
+void forward_steps_small(const ForwardBuffers& fb, const Dims& d, const PackedBatch& pb, const float* W_hh,
+                         const ops::RnnLayerOptions& opt) {
+  const CellType cell = opt.cell;
+  const bool lstm = cell == CellType::LSTM, gru = cell == CellType::GRU, relu = cell == CellType::RNN_RELU;
+  ThreadPool& pool = thread_pool();
+  const int nt = static_cast<int>(std::min<int64_t>(pool.size(), std::max<int64_t>(1, d.H / 16)));
+  Tensor other({d.B, d.H});
+  std::memcpy(other.f32(), fb.h_state, static_cast<size_t>(d.B * d.H) * sizeof(float));
+  SpinBarrier barrier(nt);
+  float* final_state = nullptr;
+  pool.run_on_all([&](int k) {
+    if (k >= nt) return;
+    const int64_t u0 = d.H * k / nt / 16 * 16;
+    const int64_t u1 = k + 1 == nt ? d.H : d.H * (k + 1) / nt / 16 * 16;
+    const int64_t n = u1 - u0;
+    float* cur = fb.h_state;
+    float* next = other.f32();
+    for (int64_t s = 0; s < d.T; ++s) {
+      const int64_t t = opt.reverse ? d.T - 1 - s : s;
+      const int64_t bs = pb.batch_sizes[static_cast<size_t>(t)];
+      const int64_t r0 = pb.offsets[static_cast<size_t>(t)];
+      float* Gt = fb.G + r0 * d.GH;
+      for (int64_t g = 0; g < d.G; ++g)
+        for (int64_t u = u0; u < u1; ++u) {
+          const float* w = W_hh + (g * d.H + u) * d.H;
+          for (int64_t j = 0; j < bs; ++j) {
+            const float v = dot64(w, cur + j * d.H, d.H);
+            if (gru) fb.gh_step[j * d.GH + g * d.H + u] = v;
+            else Gt[j * d.GH + g * d.H + u] += v;
+          }
+        }
+      for (int64_t j = 0; j < d.B; ++j) {
+        const int64_t row = r0 + j;
+        float* hn = next + j * d.H + u0;
+        const float* hp = cur + j * d.H + u0;
+        if (j >= bs || !row_valid(opt, t, j)) {
+          std::memcpy(hn, hp, static_cast<size_t>(n) * sizeof(float));
+          if (j >= bs) continue;
+          // Static mode past the end: keep the state, emit zeros (as the GEMM path does).
+          std::memset(fb.Y + row * d.H + u0, 0, static_cast<size_t>(n) * sizeof(float));
+          for (int64_t g = 0; g < d.G; ++g) std::memset(Gt + j * d.GH + g * d.H + u0, 0, static_cast<size_t>(n) * 4);
+          if (lstm) std::memcpy(fb.cells + row * d.H + u0, fb.c_state + j * d.H + u0, static_cast<size_t>(n) * 4);
+          if (gru) std::memset(fb.ghn + row * d.H + u0, 0, static_cast<size_t>(n) * sizeof(float));
+          continue;
+        }
+        float* g = Gt + j * d.GH + u0;
+        float* y = fb.Y + row * d.H + u0;
+        if (lstm)
+          lstm_row_forward(g, fb.bias + u0, fb.c_state + j * d.H + u0, hn, y, fb.cells + row * d.H + u0, n, d.H);
+        else if (gru)
+          gru_row_forward(g, fb.bias + u0, fb.gh_step + j * d.GH + u0, fb.bias_h + u0, hp, hn, y,
+                          fb.ghn + row * d.H + u0, n, d.H);
+        else
+          rnn_row_forward(g, fb.bias + u0, hn, y, n, relu);
+      }
+      barrier.wait();
+      std::swap(cur, next);
+    }
+    if (k == 0) final_state = cur;
+  });
+  if (final_state != fb.h_state)
+    std::memcpy(fb.h_state, final_state, static_cast<size_t>(d.B * d.H) * sizeof(float));
+}
+
 }  // namespace
 
 void rnn_layer_forward(Tensor* y, Tensor* hn, Tensor* cn, ops::RnnCache* cache, const Tensor& x,
@@ -218,7 +346,11 @@ void rnn_layer_forward(Tensor* y, Tensor* hn, Tensor* cn, ops::RnnCache* cache, 
   float* G = gates.f32();
   float* Y = y->f32();
   float* hs = h_state.f32();
-  for (int64_t s = 0; s < d.T; ++s) {
+  ForwardBuffers fb{G, bias.f32(), bias_h.f32(), Y, hs, lstm ? c_state.f32() : nullptr, lstm ? cells.f32() : nullptr,
+                    gru ? ghn.f32() : nullptr, gru ? gh_step.f32() : nullptr};
+  const bool small = d.B <= opt.small_batch_max;
+  if (small) forward_steps_small(fb, d, pb, w.w_hh->f32(), opt);
+  for (int64_t s = 0; s < (small ? 0 : d.T); ++s) {
     const int64_t t = opt.reverse ? d.T - 1 - s : s;
     const int64_t bs = pb.batch_sizes[static_cast<size_t>(t)];
     const int64_t r0 = pb.offsets[static_cast<size_t>(t)];
@@ -238,9 +370,10 @@ void rnn_layer_forward(Tensor* y, Tensor* hn, Tensor* cn, ops::RnnCache* cache, 
         continue;
       }
       if (lstm)
-        lstm_row_forward(g, bias.f32(), c_state.f32() + j * d.H, h, yr, cells.f32() + (r0 + j) * d.H, d.H);
+        lstm_row_forward(g, bias.f32(), c_state.f32() + j * d.H, h, yr, cells.f32() + (r0 + j) * d.H, d.H, d.H);
       else if (gru)
-        gru_row_forward(g, bias.f32(), gh_step.f32() + j * d.GH, bias_h.f32(), h, yr, ghn.f32() + (r0 + j) * d.H, d.H);
+        gru_row_forward(g, bias.f32(), gh_step.f32() + j * d.GH, bias_h.f32(), h, h, yr, ghn.f32() + (r0 + j) * d.H,
+                        d.H, d.H);
       else
         rnn_row_forward(g, bias.f32(), h, yr, d.H, relu);
     }

@@ -53,6 +53,8 @@ class Tape {
   void backward(Var& loss);
   /// Backpropagates with an explicit output gradient (same shape as `out`).
   void backward(Var& out, const Tensor& dout);
+  /// Backpropagates from several outputs at once, each with its gradient.
+  void backward(const std::vector<std::pair<Var, Tensor>>& seeds);
   void clear() { ops_.clear(); }
   size_t size() const { return ops_.size(); }
 
