@@ -1,0 +1,43 @@
+# recur's front door. `make demo` and `make test` are the README's two commands.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
+
+.PHONY: all setup build test test-asan fuzz demo bench clean
+
+all: build
+
+$(BUILD)/.setup-done: scripts/setup.sh
+	bash scripts/setup.sh
+	@mkdir -p $(BUILD) && touch $@
+
+setup: $(BUILD)/.setup-done
+
+build: setup
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Configure, build and run every unit test.
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (separate build dir).
+test-asan: setup
+	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DRECUR_SANITIZE=ON
+	cmake --build $(BUILD)-asan -j $(JOBS) --target recur_tests recur_cli
+	cd $(BUILD)-asan && RECUR_NO_CACHE=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS)
+
+# libFuzzer on the safetensors reader for FUZZ_SECONDS (default 60).
+fuzz: setup
+	bash scripts/fuzz.sh
+
+# Trains a small LSTM on generated data and prints the falling loss.
+demo: build
+	$(BUILD)/bin/recur demo
+
+bench: build
+	$(BUILD)/bin/recur bench --threads 2
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-asan build-fuzz

@@ -1,0 +1,214 @@
+// `recur bench rnn`: times one recurrent layer stack forward and forward+backward, next to the
+// machine's own sgemm rate measured in the same run.
+#include <cblas.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "recur/core/allocator.h"
+#include "recur/core/thread_pool.h"
+#include "recur/nn/rnn.h"
+
+namespace recur::cli {
+
+namespace {
+
+struct BenchCase {
+  std::string cell = "lstm";
+  int64_t input = 256, hidden = 512, steps = 100, batch = 64, layers = 1;
+  bool bidirectional = false;
+  std::string lengths = "fixed";
+  bool padded = false;
+};
+
+struct BenchSettings {
+  int threads = 2;
+  int repeats = 5;
+  bool json = false;
+  uint64_t seed = 0;
+};
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+template <class F>
+double median_ms(F&& fn, int warmup, int repeats) {
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> ts;
+  for (int i = 0; i < repeats; ++i) {
+    double t0 = now_ms();
+    fn();
+    ts.push_back(now_ms() - t0);
+  }
+  std::sort(ts.begin(), ts.end());
+  return ts[ts.size() / 2];
+}
+
+double sgemm_gflops(int repeats) {
+  const int n = 2048;
+  Tensor a = Tensor::full({n, n}, 0.5), b = Tensor::full({n, n}, 0.25), c = Tensor::zeros({n, n});
+  double ms = median_ms(
+      [&] {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.f32(), n, b.f32(), n, 0.0f, c.f32(), n);
+      },
+      1, std::max(3, repeats));
+  return 2.0 * n * n * n / ms / 1e6;
+}
+
+ops::CellType parse_cell(const std::string& s) {
+  if (s == "lstm") return ops::CellType::LSTM;
+  if (s == "gru") return ops::CellType::GRU;
+  if (s == "rnn" || s == "rnn_tanh") return ops::CellType::RNN_TANH;
+  if (s == "rnn_relu") return ops::CellType::RNN_RELU;
+  RECUR_FAIL("--cell: unknown cell '{}' (lstm, gru, rnn, rnn_relu)", s);
+}
+
+std::vector<int64_t> make_lengths(const BenchCase& c, Rng& rng) {
+  std::vector<int64_t> lengths(static_cast<size_t>(c.batch), c.steps);
+  if (c.lengths == "fixed") return lengths;
+  int64_t lo = 0, hi = 0;
+  RECUR_CHECK(std::sscanf(c.lengths.c_str(), "uniform:%ld:%ld", &lo, &hi) == 2 && lo >= 1 && lo <= hi &&
+                  hi <= c.steps,
+              "--lengths: expected fixed or uniform:MIN:MAX with 1 <= MIN <= MAX <= steps ({}), got '{}'", c.steps,
+              c.lengths);
+  for (auto& L : lengths) L = lo + static_cast<int64_t>(rng.below(static_cast<uint64_t>(hi - lo + 1)));
+  return lengths;
+}
+
+nlohmann::json run_case(const BenchCase& c, const BenchSettings& s, double sgemm) {
+  Rng rng(s.seed);
+  nn::RnnOptions o{parse_cell(c.cell), c.input, c.hidden, c.layers, true, c.bidirectional, 0.0f};
+  nn::RNN rnn(o, rng);
+  std::vector<int64_t> lengths = make_lengths(c, rng);
+  PackedBatch pb = PackedBatch::from_lengths(lengths);
+  const int64_t real_tokens = pb.tokens();
+  const int64_t computed_tokens = c.padded ? c.steps * c.batch : real_tokens;
+  Tensor xv = c.padded ? Tensor({c.steps, c.batch, c.input}) : Tensor({real_tokens, c.input});
+  for (int64_t i = 0; i < xv.numel(); ++i) xv.f32()[i] = static_cast<float>(rng.normal());
+  Var x(xv, true);
+
+  auto forward = [&](Tape& tape) {
+    return c.padded ? rnn.forward_padded(tape, x, lengths) : rnn.forward(tape, x, pb);
+  };
+  double fwd = median_ms(
+      [&] {
+        Tape tape;
+        NoGrad ng(tape);
+        forward(tape);
+      },
+      1, s.repeats);
+  auto& alloc = cpu_allocator();
+  int64_t peak = 0;
+  double fwdbwd = median_ms(
+      [&] {
+        rnn.zero_grad();
+        x.zero_grad();
+        alloc.reset_peak();
+        Tape tape;
+        nn::RnnOutput out = forward(tape);
+        tape.backward({{out.y, Tensor::full(out.y.value().shape(), 1.0)}});
+        peak = std::max(peak, alloc.peak_bytes());
+      },
+      1, s.repeats);
+
+  const int64_t G = ops::gate_count(o.cell), D = c.bidirectional ? 2 : 1;
+  double flops = 0;
+  for (int64_t l = 0; l < c.layers; ++l) {
+    int64_t in = l == 0 ? c.input : D * c.hidden;
+    flops += static_cast<double>(D) * 2.0 * static_cast<double>(computed_tokens) * static_cast<double>(G * c.hidden) *
+             static_cast<double>(in + c.hidden);
+  }
+  nlohmann::json j;
+  j["cell"] = c.cell;
+  j["input"] = c.input;
+  j["hidden"] = c.hidden;
+  j["steps"] = c.steps;
+  j["batch"] = c.batch;
+  j["layers"] = c.layers;
+  j["bidirectional"] = c.bidirectional;
+  j["lengths"] = c.lengths;
+  j["padded"] = c.padded;
+  j["tokens"] = real_tokens;
+  j["computed_tokens"] = computed_tokens;
+  j["threads"] = num_threads();
+  j["fwd_ms"] = fwd;
+  j["fwdbwd_ms"] = fwdbwd;
+  j["fwd_gflops"] = flops / fwd / 1e6;
+  j["fwdbwd_gflops"] = 3.0 * flops / fwdbwd / 1e6;
+  j["sgemm_gflops"] = sgemm;
+  j["fwd_frac_sgemm"] = flops / fwd / 1e6 / sgemm;
+  j["fwdbwd_frac_sgemm"] = 3.0 * flops / fwdbwd / 1e6 / sgemm;
+  j["train_tokens_per_s"] = static_cast<double>(real_tokens) / fwdbwd * 1e3;
+  j["peak_bytes"] = peak;
+  return j;
+}
+
+void print_case(const nlohmann::json& j, bool json) {
+  if (json) {
+    std::cout << j.dump() << std::endl;
+    return;
+  }
+  std::cout << fmt::format(
+                   "{:>4} I{:<4} H{:<4} T{:<4} B{:<4} L{} {}{:<16} {:>6} tok | fwd {:8.2f} ms {:6.1f} GF/s ({:4.0f}% "
+                   "sgemm) | fwd+bwd {:8.2f} ms {:6.1f} GF/s ({:4.0f}%) | peak {:.1f} MB",
+                   j["cell"].get<std::string>(), j["input"].get<int64_t>(), j["hidden"].get<int64_t>(),
+                   j["steps"].get<int64_t>(), j["batch"].get<int64_t>(), j["layers"].get<int64_t>(),
+                   j["bidirectional"].get<bool>() ? "bi " : "", j["lengths"].get<std::string>() +
+                   (j["padded"].get<bool>() ? " padded" : ""), j["tokens"].get<int64_t>(),
+                   j["fwd_ms"].get<double>(), j["fwd_gflops"].get<double>(),
+                   100 * j["fwd_frac_sgemm"].get<double>(), j["fwdbwd_ms"].get<double>(),
+                   j["fwdbwd_gflops"].get<double>(), 100 * j["fwdbwd_frac_sgemm"].get<double>(),
+                   j["peak_bytes"].get<int64_t>() / 1e6)
+            << std::endl;
+}
+
+// The CPU cases of ANCHORS.md.
+std::vector<BenchCase> standard_suite() {
+  std::vector<BenchCase> v;
+  v.push_back({"lstm", 256, 512, 100, 64, 1, false, "fixed", false});
+  v.push_back({"lstm", 512, 512, 100, 1, 1, false, "fixed", false});
+  v.push_back({"lstm", 512, 512, 100, 8, 1, false, "fixed", false});
+  v.push_back({"gru", 256, 512, 100, 64, 1, false, "fixed", false});
+  v.push_back({"lstm", 256, 512, 100, 64, 1, false, "uniform:10:100", false});
+  v.push_back({"lstm", 256, 512, 100, 64, 1, false, "uniform:10:100", true});
+  return v;
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  auto settings = std::make_shared<BenchSettings>();
+  auto one = std::make_shared<BenchCase>();
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks (with no case: the standard CPU suite)");
+  bench->add_option("--threads", settings->threads, "Threads for GEMMs and pointwise loops")->check(CLI::PositiveNumber);
+  bench->add_option("--repeats", settings->repeats, "Timed repeats per case (median reported)")->check(CLI::PositiveNumber);
+  bench->add_flag("--json", settings->json, "One JSON object per case per line");
+  bench->add_option("--seed", settings->seed, "Seed for weights, inputs and lengths");
+  CLI::App* rnn = bench->add_subcommand("rnn", "Time a recurrent layer stack forward and forward+backward");
+  rnn->add_option("--cell", one->cell, "lstm | gru | rnn | rnn_relu")->check(CLI::IsMember({"lstm", "gru", "rnn", "rnn_tanh", "rnn_relu"}));
+  rnn->add_option("--input", one->input, "Input size")->check(CLI::PositiveNumber);
+  rnn->add_option("--hidden", one->hidden, "Hidden size")->check(CLI::PositiveNumber);
+  rnn->add_option("--steps", one->steps, "Time steps (max length)")->check(CLI::PositiveNumber);
+  rnn->add_option("--batch", one->batch, "Batch size")->check(CLI::PositiveNumber);
+  rnn->add_option("--layers", one->layers, "Stacked layers")->check(CLI::PositiveNumber);
+  rnn->add_flag("--bidirectional", one->bidirectional, "Bidirectional layers");
+  rnn->add_option("--lengths", one->lengths, "fixed | uniform:MIN:MAX (seeded)");
+  rnn->add_flag("--padded", one->padded, "Static baseline: pad to --steps and mask");
+  rnn->add_option("--threads", settings->threads, "Threads")->check(CLI::PositiveNumber);
+  rnn->add_option("--repeats", settings->repeats, "Timed repeats (median reported)")->check(CLI::PositiveNumber);
+  rnn->add_flag("--json", settings->json, "Print one JSON object");
+  bench->callback([rnn, settings, one] {
+    set_num_threads(settings->threads);
+    double sgemm = sgemm_gflops(settings->repeats);
+    if (!settings->json) std::cout << fmt::format("sgemm 2048^3: {:.1f} GFLOP/s, {} threads", sgemm, num_threads()) << std::endl;
+    std::vector<BenchCase> cases = rnn->parsed() ? std::vector<BenchCase>{*one} : standard_suite();
+    for (const auto& c : cases) print_case(run_case(c, *settings, sgemm), settings->json);
+  });
+}
+
+}  // namespace recur::cli

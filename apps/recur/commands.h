@@ -1,0 +1,12 @@
+#pragma once
+// Subcommand registration for the recur CLI; each lives in its own file.
+#include <CLI/CLI.hpp>
+
+namespace recur::cli {
+
+/// `recur bench [rnn ...]`.
+void add_bench(CLI::App& app);
+/// `recur demo`: a small LSTM trained on generated data.
+void add_demo(CLI::App& app);
+
+}  // namespace recur::cli

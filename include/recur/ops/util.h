@@ -1,0 +1,53 @@
+#pragma once
+/// \file Small helpers shared by the functional ops: gradient accumulation, output preparation and
+/// the dtype/device checks every kernel starts with.
+#include <cstdint>
+#include <initializer_list>
+
+#include "recur/core/tape.h"
+#include "recur/core/tensor.h"
+
+namespace recur::ops {
+
+/// dst += src elementwise. Both F32 or both F64 with the same number of elements.
+void add_into(Tensor& dst, const Tensor& src);
+
+/// Makes *out an output of `shape` and `dtype`: allocates it when undefined, otherwise checks that
+/// it already has that shape and dtype (its values are then overwritten by the caller).
+void prepare_output(Tensor* out, const Shape& shape, DType dtype, const char* op, const char* what);
+
+/// Prepares a gradient slot that a backward kernel adds into: returns false when `grad` is null
+/// (gradient not wanted), allocates zeros when it is undefined, otherwise checks shape and dtype.
+bool prepare_grad(Tensor* grad, const Shape& shape, DType dtype, const char* op, const char* what);
+
+/// A named input for check_float_inputs; a null `t` is skipped (optional input).
+struct NamedInput {
+  const char* name;
+  const Tensor* t;
+};
+
+/// Checks that every given input is defined, on the CPU and of one float dtype (F32 or F64), and
+/// returns that dtype. Messages name the op, the input and its shape.
+DType check_float_inputs(const char* op, std::initializer_list<NamedInput> inputs);
+
+/// Checks that `ids` is a defined I64 tensor on the CPU.
+void check_index_tensor(const Tensor& ids, const char* op, const char* what);
+
+/// Maps axis in [-ndim, ndim) to [0, ndim); throws naming the op and shape otherwise.
+int64_t normalize_axis(int64_t axis, const Shape& shape, const char* op);
+
+/// Rows of a tensor seen as (rows, D) with D its last dimension (1 row for a scalar).
+int64_t rows_of(const Tensor& t);
+
+}  // namespace recur::ops
+
+namespace recur {
+
+/// &v.grad() when v is defined and requires grad, else null: the slot a backward closure hands to a
+/// kernel so that only inputs with requires_grad() receive gradient.
+Tensor* grad_slot(const Var& v);
+
+/// v.value(), or a recur::Error naming the op and input when v is undefined.
+const Tensor& value_of(const Var& v, const char* op, const char* what);
+
+}  // namespace recur

@@ -1,0 +1,168 @@
+#include "basic_cpu.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "recur/core/rng.h"
+#include "recur/core/thread_pool.h"
+
+namespace recur::cpu {
+
+namespace {
+
+// Elements per thread below which a pointwise loop stays on the calling thread.
+constexpr int64_t kGrain = 1 << 14;
+
+// Static partition of [0, n): each element is written by exactly one thread, so results do not
+// depend on the thread count.
+template <class F>
+void pointwise(int64_t n, F&& body) {
+  thread_pool().parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) body(i);
+  });
+}
+
+// Column ranges for reductions over rows: each column is summed by one thread, in row order.
+int64_t column_grain(int64_t rows) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(rows, 1)); }
+
+}  // namespace
+
+void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t rows, int64_t in, int64_t out) {
+  // y starts as the broadcast bias so that the GEMM can accumulate into it (beta = 1).
+  for (int64_t r = 0; r < rows; ++r) {
+    float* yr = y + r * out;
+    if (b) std::memcpy(yr, b, static_cast<size_t>(out) * sizeof(float));
+    else std::fill(yr, yr + out, 0.0f);
+  }
+  if (rows == 0 || out == 0 || in == 0) return;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(out),
+              static_cast<int>(in), 1.0f, x, static_cast<int>(in), w, static_cast<int>(in), 1.0f, y,
+              static_cast<int>(out));
+}
+
+void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int64_t rows,
+                     int64_t in, int64_t out) {
+  bool gemm = rows > 0 && out > 0 && in > 0;
+  if (dx && gemm)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(in),
+                static_cast<int>(out), 1.0f, dy, static_cast<int>(out), w, static_cast<int>(in), 1.0f, dx,
+                static_cast<int>(in));
+  if (dw && gemm)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(out), static_cast<int>(in),
+                static_cast<int>(rows), 1.0f, dy, static_cast<int>(out), x, static_cast<int>(in), 1.0f, dw,
+                static_cast<int>(in));
+  if (db) {
+    thread_pool().parallel_for(out, column_grain(rows), [&](int64_t cb, int64_t ce) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* dyr = dy + r * out;
+        for (int64_t o = cb; o < ce; ++o) db[o] += dyr[o];
+      }
+    });
+  }
+}
+
+void embedding_forward(float* y, const int64_t* ids, const float* w, int64_t n, int64_t dim, int64_t padding_idx) {
+  thread_pool().parallel_for(n, std::max<int64_t>(1, kGrain / std::max<int64_t>(dim, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      float* yi = y + i * dim;
+      if (ids[i] == padding_idx) std::fill(yi, yi + dim, 0.0f);
+      else std::memcpy(yi, w + ids[i] * dim, static_cast<size_t>(dim) * sizeof(float));
+    }
+  });
+}
+
+void embedding_backward(float* dw, const float* dy, const int64_t* ids, int64_t n, int64_t dim, int64_t padding_idx) {
+  // Repeated ids add into the same row, so threads split the columns, never the rows.
+  thread_pool().parallel_for(dim, column_grain(n), [&](int64_t cb, int64_t ce) {
+    for (int64_t i = 0; i < n; ++i) {
+      if (ids[i] == padding_idx) continue;
+      float* row = dw + ids[i] * dim;
+      const float* g = dy + i * dim;
+      for (int64_t d = cb; d < ce; ++d) row[d] += g[d];
+    }
+  });
+}
+
+void add_forward(float* y, const float* a, const float* b, int64_t n) {
+  pointwise(n, [&](int64_t i) { y[i] = a[i] + b[i]; });
+}
+
+void add_backward(float* da, float* db, const float* dy, int64_t n) {
+  if (da) pointwise(n, [&](int64_t i) { da[i] += dy[i]; });
+  if (db) pointwise(n, [&](int64_t i) { db[i] += dy[i]; });
+}
+
+void mul_forward(float* y, const float* a, const float* b, int64_t n) {
+  pointwise(n, [&](int64_t i) { y[i] = a[i] * b[i]; });
+}
+
+void mul_backward(float* da, float* db, const float* dy, const float* a, const float* b, int64_t n) {
+  if (da) pointwise(n, [&](int64_t i) { da[i] += dy[i] * b[i]; });
+  if (db) pointwise(n, [&](int64_t i) { db[i] += dy[i] * a[i]; });
+}
+
+void tanh_forward(float* y, const float* x, int64_t n) {
+  pointwise(n, [&](int64_t i) { y[i] = std::tanh(x[i]); });
+}
+
+void tanh_backward(float* dx, const float* dy, const float* y, int64_t n) {
+  pointwise(n, [&](int64_t i) { dx[i] += dy[i] * (1.0f - y[i] * y[i]); });
+}
+
+void sigmoid_forward(float* y, const float* x, int64_t n) {
+  // Two branches keep exp() from overflowing for large |x|.
+  pointwise(n, [&](int64_t i) {
+    float v = x[i];
+    if (v >= 0) {
+      y[i] = 1.0f / (1.0f + std::exp(-v));
+    } else {
+      float e = std::exp(v);
+      y[i] = e / (1.0f + e);
+    }
+  });
+}
+
+void sigmoid_backward(float* dx, const float* dy, const float* y, int64_t n) {
+  pointwise(n, [&](int64_t i) { dx[i] += dy[i] * y[i] * (1.0f - y[i]); });
+}
+
+void relu_forward(float* y, const float* x, int64_t n) {
+  pointwise(n, [&](int64_t i) { y[i] = x[i] > 0 ? x[i] : 0.0f; });
+}
+
+void relu_backward(float* dx, const float* dy, const float* y, int64_t n) {
+  pointwise(n, [&](int64_t i) { dx[i] += y[i] > 0 ? dy[i] : 0.0f; });
+}
+
+void copy_blocks(float* dst, int64_t dst_stride, const float* src, int64_t src_stride, int64_t outer, int64_t block,
+                 bool accumulate) {
+  if (block == 0) return;
+  thread_pool().parallel_for(outer, std::max<int64_t>(1, kGrain / block), [&](int64_t b, int64_t e) {
+    for (int64_t o = b; o < e; ++o) {
+      float* d = dst + o * dst_stride;
+      const float* s = src + o * src_stride;
+      if (accumulate) {
+        for (int64_t k = 0; k < block; ++k) d[k] += s[k];
+      } else {
+        std::memcpy(d, s, static_cast<size_t>(block) * sizeof(float));
+      }
+    }
+  });
+}
+
+void dropout_forward(float* y, const float* x, int64_t n, float p, uint64_t seed) {
+  float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+  pointwise(n, [&](int64_t i) { y[i] = uniform_at(seed, static_cast<uint64_t>(i)) < p ? 0.0f : x[i] * keep_scale; });
+}
+
+void dropout_backward(float* dx, const float* dy, int64_t n, float p, uint64_t seed) {
+  float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+  pointwise(n, [&](int64_t i) {
+    if (!(uniform_at(seed, static_cast<uint64_t>(i)) < p)) dx[i] += dy[i] * keep_scale;
+  });
+}
+
+}  // namespace recur::cpu

@@ -1,0 +1,103 @@
+#include "recur/ops/util.h"
+
+#include "recur/core/thread_pool.h"
+
+namespace recur::ops {
+
+namespace {
+// Elementwise loops below this size are not worth waking the pool for.
+constexpr int64_t kGrain = 1 << 15;
+
+template <class T>
+void add_into_typed(T* d, const T* s, int64_t n) {
+  thread_pool().parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) d[i] += s[i];
+  });
+}
+}  // namespace
+
+void add_into(Tensor& dst, const Tensor& src) {
+  RECUR_CHECK(dst.defined() && src.defined(), "add_into: undefined tensor");
+  RECUR_CHECK(dst.numel() == src.numel() && dst.dtype() == src.dtype(), "add_into: {} {} += {} {}", dst.shape_str(),
+              dtype_name(dst.dtype()), src.shape_str(), dtype_name(src.dtype()));
+  switch (dst.dtype()) {
+    case DType::F32: add_into_typed(dst.data<float>(), src.data<float>(), dst.numel()); return;
+    case DType::F64: add_into_typed(dst.data<double>(), src.data<double>(), dst.numel()); return;
+    default: RECUR_FAIL("add_into: dtype {} is not a float type", dtype_name(dst.dtype()));
+  }
+}
+
+void prepare_output(Tensor* out, const Shape& shape, DType dtype, const char* op, const char* what) {
+  RECUR_CHECK(out != nullptr, "{}: output {} is null", op, what);
+  if (!out->defined()) {
+    *out = Tensor(shape, dtype);
+    return;
+  }
+  RECUR_CHECK(out->shape() == shape && out->dtype() == dtype, "{}: output {} is {} {}, expected {} {}", op, what,
+              out->shape_str(), dtype_name(out->dtype()), shape_str(shape), dtype_name(dtype));
+}
+
+bool prepare_grad(Tensor* grad, const Shape& shape, DType dtype, const char* op, const char* what) {
+  if (grad == nullptr) return false;
+  if (!grad->defined()) {
+    *grad = Tensor::zeros(shape, dtype);
+    return true;
+  }
+  RECUR_CHECK(grad->shape() == shape && grad->dtype() == dtype, "{}: gradient {} is {} {}, expected {} {}", op, what,
+              grad->shape_str(), dtype_name(grad->dtype()), shape_str(shape), dtype_name(dtype));
+  return true;
+}
+
+DType check_float_inputs(const char* op, std::initializer_list<NamedInput> inputs) {
+  const NamedInput* first = nullptr;
+  for (const NamedInput& in : inputs) {
+    if (in.t == nullptr) continue;
+    RECUR_CHECK(in.t->defined(), "{}: {} is undefined", op, in.name);
+    RECUR_CHECK(in.t->device().type == DeviceType::CPU, "{}: {} {} is on {}; this build has CPU kernels only", op,
+                in.name, in.t->shape_str(), in.t->device().str());
+    RECUR_CHECK(in.t->dtype() == DType::F32 || in.t->dtype() == DType::F64, "{}: {} {} has dtype {}, expected F32 or F64",
+                op, in.name, in.t->shape_str(), dtype_name(in.t->dtype()));
+    if (first == nullptr) {
+      first = &in;
+      continue;
+    }
+    RECUR_CHECK(in.t->dtype() == first->t->dtype(), "{}: {} {} has dtype {} but {} {} has {}", op, in.name,
+                in.t->shape_str(), dtype_name(in.t->dtype()), first->name, first->t->shape_str(),
+                dtype_name(first->t->dtype()));
+  }
+  RECUR_CHECK(first != nullptr, "{}: no inputs", op);
+  return first->t->dtype();
+}
+
+void check_index_tensor(const Tensor& ids, const char* op, const char* what) {
+  RECUR_CHECK(ids.defined(), "{}: {} is undefined", op, what);
+  RECUR_CHECK(ids.device().type == DeviceType::CPU, "{}: {} {} is on {}; this build has CPU kernels only", op, what,
+              ids.shape_str(), ids.device().str());
+  RECUR_CHECK(ids.dtype() == DType::I64, "{}: {} {} has dtype {}, expected I64", op, what, ids.shape_str(),
+              dtype_name(ids.dtype()));
+}
+
+int64_t normalize_axis(int64_t axis, const Shape& shape, const char* op) {
+  int64_t n = static_cast<int64_t>(shape.size());
+  RECUR_CHECK(axis >= -n && axis < n, "{}: axis {} out of range for shape {}", op, axis, shape_str(shape));
+  return axis < 0 ? axis + n : axis;
+}
+
+int64_t rows_of(const Tensor& t) {
+  int64_t r = 1;
+  for (int64_t i = 0; i + 1 < t.ndim(); ++i) r *= t.shape()[static_cast<size_t>(i)];
+  return r;
+}
+
+}  // namespace recur::ops
+
+namespace recur {
+
+Tensor* grad_slot(const Var& v) { return v.defined() && v.requires_grad() ? &v.grad() : nullptr; }
+
+const Tensor& value_of(const Var& v, const char* op, const char* what) {
+  RECUR_CHECK(v.defined(), "{}: {} is undefined", op, what);
+  return v.value();
+}
+
+}  // namespace recur
