@@ -1,0 +1,31 @@
+#pragma once
+/// \file Checkpoints: one safetensors file holding the model's state_dict (PyTorch names and
+/// layouts, so PyTorch-trained weights load), the optimizer state and the model config.
+///
+/// Layout: model tensors under their state_dict names ("weight_ih_l0", "encoder.embedding.weight");
+/// optimizer slots under "optimizer.<param name>.<slot>" ("optimizer.weight_ih_l0.exp_avg");
+/// metadata "config" (the config JSON), "optimizer" (type, lr, step counts as JSON) and "format".
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "recur/nn/module.h"
+#include "recur/train/optimizer.h"
+
+namespace recur::train {
+
+/// Prefix of optimizer tensors inside a checkpoint.
+inline constexpr const char* kOptimizerPrefix = "optimizer.";
+
+/// Writes `module`'s parameters, `optimizer`'s state (when not null) and `config` to `path`
+/// atomically (see save_safetensors).
+void save_checkpoint(const std::string& path, const nn::Module& module, const Optimizer* optimizer,
+                     const nlohmann::json& config);
+
+/// Loads a checkpoint into `module` and, when not null, `optimizer`; returns the stored config
+/// (an empty object when the file has none, e.g. weights exported from PyTorch). Everything is
+/// checked before anything is changed: missing or unexpected tensors (all listed), shape or dtype
+/// mismatches (naming the tensor) and a missing or different optimizer state throw recur::Error
+/// naming `path`. Optimizer tensors in the file are ignored when `optimizer` is null.
+nlohmann::json load_checkpoint(const std::string& path, nn::Module& module, Optimizer* optimizer);
+
+}  // namespace recur::train

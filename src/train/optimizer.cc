@@ -1,0 +1,266 @@
+#include "recur/train/optimizer.h"
+
+#include <cmath>
+#include <set>
+
+namespace recur::train {
+
+namespace {
+
+using nlohmann::json;
+
+void check_float(const Var& v, const std::string& name, const char* who) {
+  DType dt = v.value().dtype();
+  RECUR_CHECK(dt == DType::F32 || dt == DType::F64, "{}: parameter '{}' has dtype {}, only F32 and F64 are trained",
+              who, name, dtype_name(dt));
+}
+
+// PyTorch's single-tensor SGD: the scalars are applied in the parameter's own precision.
+template <class T>
+void sgd_update(T* p, const T* g, T* buf, int64_t n, const SgdOptions& o, double lr, bool first) {
+  const T wd = static_cast<T>(o.weight_decay), mom = static_cast<T>(o.momentum), neg_lr = static_cast<T>(-lr);
+  for (int64_t i = 0; i < n; ++i) {
+    T d = g[i];
+    if (o.weight_decay != 0) d = d + wd * p[i];
+    if (o.momentum != 0) {
+      buf[i] = first ? d : buf[i] * mom + d;
+      d = o.nesterov ? d + mom * buf[i] : buf[i];
+    }
+    p[i] = p[i] + neg_lr * d;
+  }
+}
+
+struct AdamScalars {
+  double lr, beta1, beta2, eps, weight_decay;
+  double step_size, bias_correction2_sqrt;
+  bool decoupled;
+};
+
+// PyTorch's single-tensor Adam/AdamW with bias correction; scalars computed in double as
+// Python does, the elementwise math in the parameter's precision.
+template <class T>
+void adam_update(T* p, const T* g, T* m, T* v, int64_t n, const AdamScalars& s) {
+  const T b1 = static_cast<T>(s.beta1), b2 = static_cast<T>(s.beta2);
+  const T one_b1 = static_cast<T>(1 - s.beta1), one_b2 = static_cast<T>(1 - s.beta2);
+  const T wd = static_cast<T>(s.weight_decay), decay = static_cast<T>(1 - s.lr * s.weight_decay);
+  const T neg_step = static_cast<T>(-s.step_size), bc2 = static_cast<T>(s.bias_correction2_sqrt);
+  const T eps = static_cast<T>(s.eps);
+  for (int64_t i = 0; i < n; ++i) {
+    T gi = g[i];
+    if (s.weight_decay != 0) {
+      if (s.decoupled)
+        p[i] = p[i] * decay;
+      else
+        gi = gi + wd * p[i];
+    }
+    m[i] = m[i] * b1 + one_b1 * gi;
+    v[i] = v[i] * b2 + one_b2 * gi * gi;
+    T denom = std::sqrt(v[i]) / bc2 + eps;
+    p[i] = p[i] + neg_step * (m[i] / denom);
+  }
+}
+
+int64_t json_int(const json& j, const char* what, int64_t min) {
+  RECUR_CHECK(j.is_number_integer() && j.get<int64_t>() >= min,
+              "optimizer state: '{}' must be an integer >= {}, got {}", what, min, j.dump());
+  return j.get<int64_t>();
+}
+
+}  // namespace
+
+Optimizer::Optimizer(NamedParams params, double lr) : params_(std::move(params)), lr_(lr) {
+  RECUR_CHECK(lr >= 0 && std::isfinite(lr), "optimizer: lr must be finite and >= 0, got {}", lr);
+  std::set<std::string> seen;
+  for (const auto& [name, v] : params_) {
+    RECUR_CHECK(v.defined(), "optimizer: parameter '{}' is undefined", name);
+    RECUR_CHECK(seen.insert(name).second, "optimizer: parameter name '{}' appears twice", name);
+    check_float(v, name, "optimizer");
+  }
+  state_.resize(params_.size());
+}
+
+void Optimizer::zero_grad() {
+  for (auto& [name, v] : params_) v.zero_grad();
+}
+
+void Optimizer::set_lr(double lr) {
+  RECUR_CHECK(lr >= 0 && std::isfinite(lr), "optimizer: lr must be finite and >= 0, got {}", lr);
+  lr_ = lr;
+}
+
+Optimizer::ParamState& Optimizer::state_for(size_t i) {
+  ParamState& st = state_[i];
+  if (st.slots.empty())
+    for (const std::string& s : slot_names())
+      st.slots[s] = Tensor::zeros(params_[i].second.shape(), params_[i].second.value().dtype());
+  return st;
+}
+
+OptimizerState Optimizer::state_dict() const {
+  OptimizerState out;
+  json steps = json::object();
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (state_[i].step == 0) continue;
+    steps[params_[i].first] = state_[i].step;
+    for (const auto& [slot, t] : state_[i].slots) out.slots[params_[i].first + "." + slot] = t.clone();
+  }
+  out.scalars = {{"type", type()}, {"lr", lr_}, {"step", step_count_}, {"param_steps", steps}};
+  return out;
+}
+
+void Optimizer::load_state_dict(const OptimizerState& state) {
+  const json& s = state.scalars;
+  RECUR_CHECK(s.is_object(), "optimizer state: scalars must be a JSON object, got {}", s.dump());
+  RECUR_CHECK(s.contains("type") && s["type"].is_string(), "optimizer state: no 'type'");
+  RECUR_CHECK(s["type"].get<std::string>() == type(), "optimizer state is for '{}', this optimizer is '{}'",
+              s["type"].get<std::string>(), type());
+  RECUR_CHECK(s.contains("lr") && s["lr"].is_number() && s["lr"].get<double>() >= 0,
+              "optimizer state: 'lr' must be a number >= 0");
+  RECUR_CHECK(s.contains("step") && s.contains("param_steps") && s["param_steps"].is_object(),
+              "optimizer state: needs 'step' and a 'param_steps' object");
+  int64_t step_count = json_int(s["step"], "step", 0);
+
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < params_.size(); ++i) index[params_[i].first] = i;
+  std::vector<ParamState> fresh(params_.size());
+  std::vector<std::string> missing, unexpected;
+  std::set<std::string> expected_keys;
+  for (const auto& [name, k] : s["param_steps"].items()) {
+    auto it = index.find(name);
+    if (it == index.end()) {
+      unexpected.push_back(name);
+      continue;
+    }
+    ParamState& st = fresh[it->second];
+    st.step = json_int(k, "param_steps", 1);
+    const Var& p = params_[it->second].second;
+    for (const std::string& slot : slot_names()) {
+      std::string key = name + "." + slot;
+      expected_keys.insert(key);
+      auto t = state.slots.find(key);
+      if (t == state.slots.end()) {
+        missing.push_back(key);
+        continue;
+      }
+      RECUR_CHECK(t->second.shape() == p.shape() && t->second.dtype() == p.value().dtype(),
+                  "optimizer state: '{}' is {} {}, the parameter is {} {}", key, dtype_name(t->second.dtype()),
+                  t->second.shape_str(), dtype_name(p.value().dtype()), p.value().shape_str());
+      st.slots[slot] = t->second.clone();
+    }
+  }
+  for (const auto& [key, t] : state.slots)
+    if (!expected_keys.count(key)) unexpected.push_back(key);
+  RECUR_CHECK(missing.empty() && unexpected.empty(), "optimizer state: missing [{}]; unexpected [{}]",
+              fmt::join(missing, ", "), fmt::join(unexpected, ", "));
+  state_ = std::move(fresh);
+  lr_ = s["lr"].get<double>();
+  step_count_ = step_count;
+}
+
+Sgd::Sgd(NamedParams params, const SgdOptions& options) : Optimizer(std::move(params), options.lr), options_(options) {
+  RECUR_CHECK(options.momentum >= 0, "SGD: momentum must be >= 0, got {}", options.momentum);
+  RECUR_CHECK(options.weight_decay >= 0, "SGD: weight_decay must be >= 0, got {}", options.weight_decay);
+  RECUR_CHECK(!options.nesterov || options.momentum > 0, "SGD: nesterov needs momentum > 0");
+}
+
+std::vector<std::string> Sgd::slot_names() const {
+  if (options_.momentum == 0) return {};
+  return {"momentum_buffer"};
+}
+
+void Sgd::step() {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Var& p = params_[i].second;
+    if (!p.has_grad()) continue;
+    ParamState& st = state_for(i);
+    bool first = st.step == 0;
+    Tensor* buf = options_.momentum != 0 ? &st.slots.at("momentum_buffer") : nullptr;
+    Tensor& g = p.grad();
+    Tensor& v = p.value();
+    if (v.dtype() == DType::F32)
+      sgd_update(v.f32(), g.f32(), buf ? buf->f32() : nullptr, v.numel(), options_, lr_, first);
+    else
+      sgd_update(v.data<double>(), g.data<double>(), buf ? buf->data<double>() : nullptr, v.numel(), options_, lr_,
+                 first);
+    st.step++;
+  }
+  step_count_++;
+}
+
+Adam::Adam(NamedParams params, const AdamOptions& options) : Adam(std::move(params), options, Decay::L2) {}
+
+Adam::Adam(NamedParams params, const AdamOptions& o, Decay decay)
+    : Optimizer(std::move(params), o.lr), options_(o), decay_(decay) {
+  const char* who = decay == Decay::Decoupled ? "AdamW" : "Adam";
+  RECUR_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, "{}: betas must be in [0, 1), got ({}, {})",
+              who, o.beta1, o.beta2);
+  RECUR_CHECK(o.eps >= 0, "{}: eps must be >= 0, got {}", who, o.eps);
+  RECUR_CHECK(o.weight_decay >= 0, "{}: weight_decay must be >= 0, got {}", who, o.weight_decay);
+}
+
+void Adam::step() {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Var& p = params_[i].second;
+    if (!p.has_grad()) continue;
+    ParamState& st = state_for(i);
+    st.step++;
+    const double k = static_cast<double>(st.step);
+    AdamScalars s{
+        lr_, options_.beta1, options_.beta2, options_.eps, options_.weight_decay, 0, 0, decay_ == Decay::Decoupled};
+    s.step_size = lr_ / (1 - std::pow(options_.beta1, k));
+    s.bias_correction2_sqrt = std::sqrt(1 - std::pow(options_.beta2, k));
+    Tensor& g = p.grad();
+    Tensor& v = p.value();
+    Tensor& m1 = st.slots.at("exp_avg");
+    Tensor& m2 = st.slots.at("exp_avg_sq");
+    if (v.dtype() == DType::F32)
+      adam_update(v.f32(), g.f32(), m1.f32(), m2.f32(), v.numel(), s);
+    else
+      adam_update(v.data<double>(), g.data<double>(), m1.data<double>(), m2.data<double>(), v.numel(), s);
+  }
+  step_count_++;
+}
+
+AdamW::AdamW(NamedParams params, const AdamWOptions& o)
+    : Adam(std::move(params), AdamOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay}, Decay::Decoupled) {}
+
+double clip_grad_norm(const std::vector<Var>& params, double max_norm) {
+  RECUR_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be > 0, got {}", max_norm);
+  double sum = 0;
+  for (const Var& p : params) {
+    if (!p.has_grad()) continue;
+    const Tensor& g = p.grad();
+    if (g.dtype() == DType::F32) {
+      const float* x = g.f32();
+      for (int64_t i = 0; i < g.numel(); ++i) sum += static_cast<double>(x[i]) * x[i];
+    } else {
+      const double* x = g.data<double>();
+      for (int64_t i = 0; i < g.numel(); ++i) sum += x[i] * x[i];
+    }
+  }
+  const double norm = std::sqrt(sum);
+  const double coef = max_norm / (norm + 1e-6);
+  if (!std::isfinite(norm) || coef >= 1) return norm;
+  for (const Var& p : params) {
+    if (!p.has_grad()) continue;
+    Tensor& g = p.grad();
+    if (g.dtype() == DType::F32) {
+      float* x = g.f32();
+      const float c = static_cast<float>(coef);
+      for (int64_t i = 0; i < g.numel(); ++i) x[i] *= c;
+    } else {
+      double* x = g.data<double>();
+      for (int64_t i = 0; i < g.numel(); ++i) x[i] *= coef;
+    }
+  }
+  return norm;
+}
+
+double clip_grad_norm(const NamedParams& params, double max_norm) {
+  std::vector<Var> vars;
+  vars.reserve(params.size());
+  for (const auto& [name, v] : params) vars.push_back(v);
+  return clip_grad_norm(vars, max_norm);
+}
+
+}  // namespace recur::train
