@@ -30,6 +30,10 @@ void ThreadPool::worker(int index) {
   uint64_t seen = 0;
   for (;;) {
     const std::function<void(int)>* job;
+    // Spin a little before sleeping: jobs often come microseconds apart (one per GEMM or per
+    // step), and a condition-variable wake-up costs tens of microseconds.
+    for (int spin = 0; spin < 20000 && generation_seen_.load(std::memory_order_acquire) == seen; ++spin)
+      cpu_relax();
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
@@ -58,6 +62,7 @@ void ThreadPool::run_on_all(const std::function<void(int)>& fn) {
   job_ = &fn;
   pending_ = threads_ - 1;
   ++generation_;
+  generation_seen_.store(generation_, std::memory_order_release);
   lock.unlock();
   cv_.notify_all();
   in_pool_job = true;
@@ -99,7 +104,7 @@ ThreadPool& thread_pool() {
   auto& p = pool_slot();
   if (!p) {
     p = std::make_unique<ThreadPool>(default_threads());
-    openblas_set_num_threads(p->size());
+    openblas_set_num_threads(1);
   }
   return *p;
 }
@@ -111,7 +116,8 @@ void set_num_threads(int n) {
     p.reset();
     p = std::make_unique<ThreadPool>(n);
   }
-  openblas_set_num_threads(n);
+  // recur partitions GEMMs over its own pool; OpenBLAS runs single-threaded inside each part.
+  openblas_set_num_threads(1);
 }
 
 int num_threads() { return thread_pool().size(); }

@@ -1,12 +1,12 @@
 #include "basic_cpu.h"
 
-#include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "recur/core/rng.h"
+#include "gemm.h"
 #include "recur/core/thread_pool.h"
 
 namespace recur::cpu {
@@ -38,22 +38,16 @@ void linear_forward(float* y, const float* x, const float* w, const float* b, in
     else std::fill(yr, yr + out, 0.0f);
   }
   if (rows == 0 || out == 0 || in == 0) return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(out),
-              static_cast<int>(in), 1.0f, x, static_cast<int>(in), w, static_cast<int>(in), 1.0f, y,
-              static_cast<int>(out));
+  sgemm(Trans::No, Trans::Yes, rows, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
 }
 
 void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int64_t rows,
                      int64_t in, int64_t out) {
   bool gemm = rows > 0 && out > 0 && in > 0;
   if (dx && gemm)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(in),
-                static_cast<int>(out), 1.0f, dy, static_cast<int>(out), w, static_cast<int>(in), 1.0f, dx,
-                static_cast<int>(in));
+    sgemm(Trans::No, Trans::No, rows, in, out, 1.0f, dy, out, w, in, 1.0f, dx, in);
   if (dw && gemm)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(out), static_cast<int>(in),
-                static_cast<int>(rows), 1.0f, dy, static_cast<int>(out), x, static_cast<int>(in), 1.0f, dw,
-                static_cast<int>(in));
+    sgemm(Trans::Yes, Trans::No, out, in, rows, 1.0f, dy, out, x, in, 1.0f, dw, in);
   if (db) {
     thread_pool().parallel_for(out, column_grain(rows), [&](int64_t cb, int64_t ce) {
       for (int64_t r = 0; r < rows; ++r) {

@@ -1,18 +1,26 @@
-// Packed LSTM/GRU/RNN layer on the CPU: OpenBLAS GEMMs plus one fused, vectorised pointwise loop
-// per step. Rows of a step are the sorted positions 0..batch_sizes[t]-1, so the recurrent state
-// of the active sequences is always the leading rows of a (B, H) state buffer: the GEMM operand
-// is contiguous in both directions, and finished (or not yet started) sequences simply keep their
-// rows, which are hn at the end.
+// Packed LSTM/GRU/RNN layer on the CPU.
+//
+// Layout: rows of step t are the sorted positions 0..batch_sizes[t]-1, so the recurrent state of
+// the active sequences is always the leading rows of a (B, H) state buffer — the GEMM operand is
+// contiguous in both directions, and finished (or not yet started) sequences keep their rows,
+// which hold hn at the end.
+//
+// Threads: the input projection and the weight gradients are single GEMMs over all tokens, split
+// over the pool. The time loop runs on persistent threads: each owns a slice of hidden units with
+// all G gate rows of them, computes its part of the recurrent product (its slice of W_hh stays in
+// its core's cache) and the pointwise work of its units, and the threads meet at one spin barrier
+// per step. Results do not depend on timing, and a unit's arithmetic does not depend on which
+// thread does it.
 #include "rnn_cpu.h"
 
-#include <cblas.h>
-
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <thread>
 #include <utility>
 
 #include "fast_math.h"
+#include "gemm.h"
 #include "recur/core/thread_pool.h"
 
 namespace recur::cpu {
@@ -37,35 +45,6 @@ Dims dims_of(const Tensor& x, const PackedBatch& pb, const ops::RnnWeights& w, C
   return d;
 }
 
-// C (m x n) = alpha * A (m x k) * op(B) + beta * C, row-major.
-void gemm_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-             float* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
-              1.0f, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
-}
-void gemm_nn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-             float* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-              static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
-              static_cast<int>(ldc));
-}
-void gemm_tn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-             float* c, int64_t ldc) {
-  if (m == 0 || n == 0 || k == 0) return;
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
-              1.0f, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
-}
-
-// out[c] += sum over rows of a (rows x cols).
-void add_column_sums(float* out, const float* a, int64_t rows, int64_t cols) {
-  if (rows == 0) return;
-  Tensor ones = Tensor::full({rows}, 1.0);
-  cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(rows), static_cast<int>(cols), 1.0f, a,
-              static_cast<int>(cols), ones.f32(), 1, 1.0f, out, 1);
-}
-
 // Combined bias per gate row: b_ih (+ b_hh when it is not kept apart, i.e. not GRU).
 Tensor input_bias(const ops::RnnWeights& w, const Dims& d, CellType cell) {
   Tensor b = Tensor::zeros({d.GH});
@@ -80,6 +59,8 @@ Tensor input_bias(const ops::RnnWeights& w, const Dims& d, CellType cell) {
 bool row_valid(const ops::RnnLayerOptions& opt, int64_t t, int64_t j) {
   return opt.mask_lengths.empty() || t < opt.mask_lengths[static_cast<size_t>(j)];
 }
+
+int64_t step_of(const Dims& d, const ops::RnnLayerOptions& opt, int64_t s) { return opt.reverse ? d.T - 1 - s : s; }
 
 // ---- forward pointwise, one row each ------------------------------------------------------
 
@@ -106,9 +87,8 @@ void lstm_row_forward(float* __restrict g, const float* __restrict bias, float* 
   }
 }
 
-// h_prev and h_state may be the same buffer (the GEMM path updates the state in place).
 void gru_row_forward(float* __restrict g, const float* __restrict bias, const float* __restrict gh,
-                     const float* __restrict bias_h, const float* h_prev, float* h_state,
+                     const float* __restrict bias_h, const float* __restrict h_prev, float* __restrict h_state,
                      float* __restrict y, float* __restrict ghn_out, int64_t n, int64_t S) {
   for (int64_t u = 0; u < n; ++u) {
     const float r = fast_sigmoid(g[u] + bias[u] + gh[u] + bias_h[u]);
@@ -166,7 +146,7 @@ class SpinBarrier {
     } else {
       // Spin briefly, then yield: on a loaded machine the thread we wait for may not be running.
       for (int spins = 0; gen_.load(std::memory_order_acquire) == gen; ++spins) {
-        if (spins < 4096) __builtin_ia32_pause();
+        if (spins < 4096) cpu_relax();
         else std::this_thread::yield();
       }
     }
@@ -180,18 +160,19 @@ class SpinBarrier {
 
 // ---- backward pointwise ---------------------------------------------------------------------
 
-// dh: total dL/dh_t for the row. Writes pre-activation gate grads into dg, updates dc_state.
+// dh: total dL/dh_t for the row's n units. Writes pre-activation gate grads into dg (gate k at
+// offset k * S) and updates dc_state.
 void lstm_row_backward(float* __restrict dg, float* __restrict dc_state, const float* __restrict dh,
                        const float* __restrict act, const float* __restrict c, const float* __restrict c_prev,
-                       int64_t H) {
-  for (int64_t u = 0; u < H; ++u) {
-    const float i = act[u], f = act[H + u], n = act[2 * H + u], o = act[3 * H + u];
+                       int64_t n, int64_t S) {
+  for (int64_t u = 0; u < n; ++u) {
+    const float i = act[u], f = act[S + u], c_in = act[2 * S + u], o = act[3 * S + u];
     const float tc = fast_tanh(c[u]);
     const float dcu = dc_state[u] + dh[u] * o * (1.0f - tc * tc);
-    dg[u] = dcu * n * i * (1.0f - i);
-    dg[H + u] = dcu * c_prev[u] * f * (1.0f - f);
-    dg[2 * H + u] = dcu * i * (1.0f - n * n);
-    dg[3 * H + u] = dh[u] * tc * o * (1.0f - o);
+    dg[u] = dcu * c_in * i * (1.0f - i);
+    dg[S + u] = dcu * c_prev[u] * f * (1.0f - f);
+    dg[2 * S + u] = dcu * i * (1.0f - c_in * c_in);
+    dg[3 * S + u] = dh[u] * tc * o * (1.0f - o);
     dc_state[u] = dcu * f;
   }
 }
@@ -199,26 +180,26 @@ void lstm_row_backward(float* __restrict dg, float* __restrict dc_state, const f
 // Writes input-side grads into dg, hidden-side into dgh, and dh*z (the direct path) into carry.
 void gru_row_backward(float* __restrict dg, float* __restrict dgh, float* __restrict carry,
                       const float* __restrict dh, const float* __restrict act, const float* __restrict ghn,
-                      const float* __restrict h_prev, int64_t H) {
-  for (int64_t u = 0; u < H; ++u) {
-    const float r = act[u], z = act[H + u], n = act[2 * H + u];
-    const float dan = dh[u] * (1.0f - z) * (1.0f - n * n);
-    const float dz = dh[u] * (h_prev[u] - n) * z * (1.0f - z);
+                      const float* __restrict h_prev, int64_t n, int64_t S) {
+  for (int64_t u = 0; u < n; ++u) {
+    const float r = act[u], z = act[S + u], c_in = act[2 * S + u];
+    const float dan = dh[u] * (1.0f - z) * (1.0f - c_in * c_in);
+    const float dz = dh[u] * (h_prev[u] - c_in) * z * (1.0f - z);
     const float dar = dan * ghn[u] * r * (1.0f - r);
     dg[u] = dar, dgh[u] = dar;
-    dg[H + u] = dz, dgh[H + u] = dz;
-    dg[2 * H + u] = dan;
-    dgh[2 * H + u] = dan * r;
+    dg[S + u] = dz, dgh[S + u] = dz;
+    dg[2 * S + u] = dan;
+    dgh[2 * S + u] = dan * r;
     carry[u] = dh[u] * z;
   }
 }
 
-void rnn_row_backward(float* __restrict dg, const float* __restrict dh, const float* __restrict act, int64_t H,
+void rnn_row_backward(float* __restrict dg, const float* __restrict dh, const float* __restrict act, int64_t n,
                       bool relu) {
   if (relu) {
-    for (int64_t u = 0; u < H; ++u) dg[u] = act[u] > 0.0f ? dh[u] : 0.0f;
+    for (int64_t u = 0; u < n; ++u) dg[u] = act[u] > 0.0f ? dh[u] : 0.0f;
   } else {
-    for (int64_t u = 0; u < H; ++u) dg[u] = dh[u] * (1.0f - act[u] * act[u]);
+    for (int64_t u = 0; u < n; ++u) dg[u] = dh[u] * (1.0f - act[u] * act[u]);
   }
 }
 
@@ -234,67 +215,94 @@ void add_unsorted(Tensor* dst, const Tensor& sorted, const PackedBatch& pb) {
   for (int64_t i = 0; i < orig.numel(); ++i) d[i] += s[i];
 }
 
-// Buffers of one forward pass, shared by the two step loops.
-struct ForwardBuffers {
-  float* G;        // (N, GH) input projections, turned into activated gates in place
-  const float* bias;
-  const float* bias_h;  // GRU: b_hh, kept apart for the new gate
-  float* Y;        // (N, H)
-  float* h_state;  // (B, H) sorted
-  float* c_state;  // (B, H) LSTM
-  float* cells;    // (N, H) LSTM
-  float* ghn;      // (N, H) GRU
-  float* gh_step;  // (B, GH) GRU
+// ---- the persistent step loops -----------------------------------------------------------------
+
+// The hidden units [u0, u1) a thread owns; boundaries on multiples of 16 (whole vectors).
+struct UnitSlice {
+  int64_t u0, u1;
+  int64_t n() const { return u1 - u0; }
 };
 
-// Small batches: a step's recurrent work is a few matrix-vector products bound by reading W_hh.
-// Each pool thread owns a slice of hidden units with all G gate rows of them, so its part of
-// W_hh stays in its own core's cache for every step; the threads run the whole sequence and meet
-// at a spin barrier once per step. Hidden states are double-buffered because every thread reads
-// all of h_{t-1} while the others write their slices of h_t.
-void forward_steps_small(const ForwardBuffers& fb, const Dims& d, const PackedBatch& pb, const float* W_hh,
-                         const ops::RnnLayerOptions& opt) {
+int slice_threads(int64_t H) {
+  return static_cast<int>(std::min<int64_t>(thread_pool().size(), std::max<int64_t>(1, H / 16)));
+}
+
+UnitSlice unit_slice(int64_t H, int k, int nt) {
+  const int64_t u0 = k == 0 ? 0 : H * k / nt / 16 * 16;
+  const int64_t u1 = k + 1 == nt ? H : H * (k + 1) / nt / 16 * 16;
+  return {u0, u1};
+}
+
+// out[j, g*H + u] (+)= h[j] . W_hh[g*H + u] for rows j < bs and the slice's units: the slice's
+// share of one step's recurrent product. Tiny batches use cache-streaming dot products (the
+// product is a few matrix-vector products bound by reading W_hh); larger ones one GEMM per gate.
+void recurrent_product(float* out, bool accumulate, const float* h, int64_t bs, const float* W_hh, const Dims& d,
+                       UnitSlice sl, int64_t small_batch_max) {
+  if (bs <= small_batch_max) {
+    for (int64_t g = 0; g < d.G; ++g)
+      for (int64_t u = sl.u0; u < sl.u1; ++u) {
+        const float* w = W_hh + (g * d.H + u) * d.H;
+        for (int64_t j = 0; j < bs; ++j) {
+          const float v = dot64(w, h + j * d.H, d.H);
+          float& o = out[j * d.GH + g * d.H + u];
+          o = accumulate ? o + v : v;
+        }
+      }
+    return;
+  }
+  for (int64_t g = 0; g < d.G; ++g)
+    sgemm_serial(Trans::No, Trans::Yes, bs, sl.n(), d.H, 1.0f, h, d.H, W_hh + (g * d.H + sl.u0) * d.H, d.H,
+                 accumulate ? 1.0f : 0.0f, out + g * d.H + sl.u0, d.GH);
+}
+
+// Buffers of one forward pass.
+struct ForwardBuffers {
+  float* G;             // (N, GH) input projections, turned into activated gates in place
+  const float* bias;    // (GH)
+  const float* bias_h;  // (GH) GRU: b_hh, kept apart for the new gate
+  float* Y;             // (N, H)
+  float* h_state;       // (B, H) sorted; holds hn at the end
+  float* h_other;       // (B, H) the second buffer of the double-buffered state
+  float* c_state;       // (B, H) LSTM
+  float* cells;         // (N, H) LSTM
+  float* ghn;           // (N, H) GRU
+  float* gh_step;       // (B, GH) GRU
+};
+
+// Every thread reads all of h_{t-1} while the others write their slices of h_t, so the hidden
+// state is double-buffered; rows past the step's batch are carried over by their owners.
+void forward_steps(const ForwardBuffers& fb, const Dims& d, const PackedBatch& pb, const float* W_hh,
+                   const ops::RnnLayerOptions& opt) {
   const CellType cell = opt.cell;
   const bool lstm = cell == CellType::LSTM, gru = cell == CellType::GRU, relu = cell == CellType::RNN_RELU;
-  ThreadPool& pool = thread_pool();
-  const int nt = static_cast<int>(std::min<int64_t>(pool.size(), std::max<int64_t>(1, d.H / 16)));
-  Tensor other({d.B, d.H});
-  std::memcpy(other.f32(), fb.h_state, static_cast<size_t>(d.B * d.H) * sizeof(float));
+  const int nt = slice_threads(d.H);
   SpinBarrier barrier(nt);
-  float* final_state = nullptr;
-  pool.run_on_all([&](int k) {
+  const size_t fbytes = sizeof(float);
+  std::atomic<float*> final_state{nullptr};
+  thread_pool().run_on_all([&](int k) {
     if (k >= nt) return;
-    const int64_t u0 = d.H * k / nt / 16 * 16;
-    const int64_t u1 = k + 1 == nt ? d.H : d.H * (k + 1) / nt / 16 * 16;
-    const int64_t n = u1 - u0;
+    const UnitSlice sl = unit_slice(d.H, k, nt);
+    const int64_t n = sl.n(), u0 = sl.u0;
     float* cur = fb.h_state;
-    float* next = other.f32();
+    float* next = fb.h_other;
     for (int64_t s = 0; s < d.T; ++s) {
-      const int64_t t = opt.reverse ? d.T - 1 - s : s;
+      const int64_t t = step_of(d, opt, s);
       const int64_t bs = pb.batch_sizes[static_cast<size_t>(t)];
       const int64_t r0 = pb.offsets[static_cast<size_t>(t)];
       float* Gt = fb.G + r0 * d.GH;
-      for (int64_t g = 0; g < d.G; ++g)
-        for (int64_t u = u0; u < u1; ++u) {
-          const float* w = W_hh + (g * d.H + u) * d.H;
-          for (int64_t j = 0; j < bs; ++j) {
-            const float v = dot64(w, cur + j * d.H, d.H);
-            if (gru) fb.gh_step[j * d.GH + g * d.H + u] = v;
-            else Gt[j * d.GH + g * d.H + u] += v;
-          }
-        }
+      recurrent_product(gru ? fb.gh_step : Gt, !gru, cur, bs, W_hh, d, sl, opt.small_batch_max);
       for (int64_t j = 0; j < d.B; ++j) {
         const int64_t row = r0 + j;
         float* hn = next + j * d.H + u0;
         const float* hp = cur + j * d.H + u0;
         if (j >= bs || !row_valid(opt, t, j)) {
-          std::memcpy(hn, hp, static_cast<size_t>(n) * sizeof(float));
+          std::memcpy(hn, hp, static_cast<size_t>(n) * fbytes);
           if (j >= bs) continue;
-          // Static mode past the end: keep the state, emit zeros (as the GEMM path does).
-          std::memset(fb.Y + row * d.H + u0, 0, static_cast<size_t>(n) * sizeof(float));
-          for (int64_t g = 0; g < d.G; ++g) std::memset(Gt + j * d.GH + g * d.H + u0, 0, static_cast<size_t>(n) * 4);
-          if (lstm) std::memcpy(fb.cells + row * d.H + u0, fb.c_state + j * d.H + u0, static_cast<size_t>(n) * 4);
-          if (gru) std::memset(fb.ghn + row * d.H + u0, 0, static_cast<size_t>(n) * sizeof(float));
+          // Static mode past the end of this sequence: keep the state, emit zeros.
+          std::memset(fb.Y + row * d.H + u0, 0, static_cast<size_t>(n) * fbytes);
+          for (int64_t g = 0; g < d.G; ++g) std::memset(Gt + j * d.GH + g * d.H + u0, 0, static_cast<size_t>(n) * fbytes);
+          if (lstm) std::memcpy(fb.cells + row * d.H + u0, fb.c_state + j * d.H + u0, static_cast<size_t>(n) * fbytes);
+          if (gru) std::memset(fb.ghn + row * d.H + u0, 0, static_cast<size_t>(n) * fbytes);
           continue;
         }
         float* g = Gt + j * d.GH + u0;
@@ -310,10 +318,112 @@ void forward_steps_small(const ForwardBuffers& fb, const Dims& d, const PackedBa
       barrier.wait();
       std::swap(cur, next);
     }
-    if (k == 0) final_state = cur;
+    if (k == 0) final_state.store(cur);
   });
-  if (final_state != fb.h_state)
-    std::memcpy(fb.h_state, final_state, static_cast<size_t>(d.B * d.H) * sizeof(float));
+  if (final_state.load() != fb.h_state)
+    std::memcpy(fb.h_state, final_state.load(), static_cast<size_t>(d.B * d.H) * fbytes);
+}
+
+// Buffers of one backward pass.
+struct BackwardBuffers {
+  const float* act;     // (N, GH) activated gates from forward
+  const float* cells;   // (N, H) LSTM
+  const float* c_prev;  // (N, H) LSTM
+  const float* h_prev;  // (N, H)
+  const float* ghn;     // (N, H) GRU
+  const float* dy;      // (N, H) or null
+  float* dG;            // (N, GH) pre-activation gate grads (input side)
+  float* dGh;           // (N, GH) GRU: hidden side
+  float* dh_state;      // (B, H) sorted
+  float* dc_state;      // (B, H) LSTM
+};
+
+// One barrier per step: each thread turns its units' dh into gate grads, then — once every
+// thread's gate grads of the step exist — forms its units' slice of dh_prev = dG_t W_hh.
+void backward_steps(const BackwardBuffers& bb, const Dims& d, const PackedBatch& pb, const float* W_hh,
+                    const ops::RnnLayerOptions& opt) {
+  const CellType cell = opt.cell;
+  const bool lstm = cell == CellType::LSTM, gru = cell == CellType::GRU, relu = cell == CellType::RNN_RELU;
+  const int nt = slice_threads(d.H);
+  SpinBarrier barrier(nt);
+  thread_pool().run_on_all([&](int k) {
+    if (k >= nt) return;
+    const UnitSlice sl = unit_slice(d.H, k, nt);
+    const int64_t n = sl.n(), u0 = sl.u0;
+    const size_t slice_bytes = static_cast<size_t>(n) * sizeof(float);
+    Tensor dh_row({n});
+    float* dhr = dh_row.f32();
+    for (int64_t s = d.T - 1; s >= 0; --s) {
+      const int64_t t = step_of(d, opt, s);
+      const int64_t bs = pb.batch_sizes[static_cast<size_t>(t)];
+      const int64_t r0 = pb.offsets[static_cast<size_t>(t)];
+      for (int64_t j = 0; j < bs; ++j) {
+        const int64_t row = r0 + j;
+        float* dhs = bb.dh_state + j * d.H + u0;
+        float* dg = bb.dG + row * d.GH + u0;
+        if (!row_valid(opt, t, j)) {
+          // The state passed through unchanged: so does its gradient (dh_state keeps it).
+          for (int64_t g = 0; g < d.G; ++g) std::memset(dg + g * d.H, 0, slice_bytes);
+          if (gru)
+            for (int64_t g = 0; g < d.G; ++g) std::memset(bb.dGh + row * d.GH + u0 + g * d.H, 0, slice_bytes);
+          continue;
+        }
+        const float* dyr = bb.dy ? bb.dy + row * d.H + u0 : nullptr;
+        for (int64_t u = 0; u < n; ++u) dhr[u] = dhs[u] + (dyr ? dyr[u] : 0.0f);
+        const float* act = bb.act + row * d.GH + u0;
+        if (lstm) {
+          lstm_row_backward(dg, bb.dc_state + j * d.H + u0, dhr, act, bb.cells + row * d.H + u0,
+                            bb.c_prev + row * d.H + u0, n, d.H);
+          std::memset(dhs, 0, slice_bytes);
+        } else if (gru) {
+          gru_row_backward(dg, bb.dGh + row * d.GH + u0, dhs, dhr, act, bb.ghn + row * d.H + u0,
+                           bb.h_prev + row * d.H + u0, n, d.H);
+        } else {
+          rnn_row_backward(dg, dhr, act, n, relu);
+          std::memset(dhs, 0, slice_bytes);
+        }
+      }
+      barrier.wait();
+      const float* dgt = (gru ? bb.dGh : bb.dG) + r0 * d.GH;
+      sgemm_serial(Trans::No, Trans::No, bs, n, d.GH, 1.0f, dgt, d.GH, W_hh + u0, d.H, 1.0f, bb.dh_state + u0, d.H);
+      // The next step's pointwise work reads only this thread's own slice of dh_state, and the
+      // gate grads it writes are other rows: no second barrier needed.
+    }
+  });
+}
+
+// Rebuilds each row's h_prev (and c_prev) by replaying the state sequence, in parallel over
+// unit slices: the operands of dW_hh and of the LSTM/GRU pointwise backward.
+void replay_previous_states(float* h_prev, float* c_prev, const ops::RnnCache& cache, const float* Y, const Dims& d,
+                            const PackedBatch& pb, const ops::RnnLayerOptions& opt) {
+  const bool lstm = opt.cell == CellType::LSTM;
+  const int nt = slice_threads(d.H);
+  thread_pool().run_on_all([&](int k) {
+    if (k >= nt) return;
+    const UnitSlice sl = unit_slice(d.H, k, nt);
+    const size_t bytes = static_cast<size_t>(sl.n()) * sizeof(float);
+    // Row j's current state for this slice lives at (state pointer j), pointing either into the
+    // initial state or at the row of the step that last updated it.
+    std::vector<const float*> hs(static_cast<size_t>(d.B)), cs(static_cast<size_t>(d.B));
+    for (int64_t j = 0; j < d.B; ++j) {
+      hs[static_cast<size_t>(j)] = cache.h0.f32() + j * d.H;
+      if (lstm) cs[static_cast<size_t>(j)] = cache.c0.f32() + j * d.H;
+    }
+    for (int64_t s = 0; s < d.T; ++s) {
+      const int64_t t = step_of(d, opt, s);
+      const int64_t bs = pb.batch_sizes[static_cast<size_t>(t)];
+      const int64_t r0 = pb.offsets[static_cast<size_t>(t)];
+      for (int64_t j = 0; j < bs; ++j) {
+        const int64_t row = r0 + j;
+        std::memcpy(h_prev + row * d.H + sl.u0, hs[static_cast<size_t>(j)] + sl.u0, bytes);
+        if (lstm) {
+          std::memcpy(c_prev + row * d.H + sl.u0, cs[static_cast<size_t>(j)] + sl.u0, bytes);
+          cs[static_cast<size_t>(j)] = cache.cells.f32() + row * d.H;
+        }
+        if (row_valid(opt, t, j)) hs[static_cast<size_t>(j)] = Y + row * d.H;
+      }
+    }
+  });
 }
 
 }  // namespace
@@ -324,16 +434,16 @@ void rnn_layer_forward(Tensor* y, Tensor* hn, Tensor* cn, ops::RnnCache* cache, 
   const CellType cell = opt.cell;
   const Dims d = dims_of(x, pb, w, cell);
   const bool lstm = cell == CellType::LSTM, gru = cell == CellType::GRU;
-  const bool relu = cell == CellType::RNN_RELU;
 
   Tensor gates({d.N, d.GH});
-  gemm_nt(d.N, d.GH, d.I, x.f32(), d.I, w.w_ih->f32(), d.I, 0.0f, gates.f32(), d.GH);
+  sgemm(Trans::No, Trans::Yes, d.N, d.GH, d.I, 1.0f, x.f32(), d.I, w.w_ih->f32(), d.I, 0.0f, gates.f32(), d.GH);
   Tensor bias = input_bias(w, d, cell);
   Tensor bias_h = Tensor::zeros({d.GH});
   if (gru && w.b_hh) bias_h.copy_from(*w.b_hh);
 
   *y = Tensor({d.N, d.H});
   Tensor h_state = sorted_state(h0, pb, d.H);
+  Tensor h_other({d.B, d.H});
   Tensor c_state = lstm ? sorted_state(c0, pb, d.H) : Tensor();
   if (cache) {
     cache->h0 = h_state.clone();
@@ -342,42 +452,18 @@ void rnn_layer_forward(Tensor* y, Tensor* hn, Tensor* cn, ops::RnnCache* cache, 
   Tensor cells = lstm ? Tensor({d.N, d.H}) : Tensor();
   Tensor ghn = gru ? Tensor({d.N, d.H}) : Tensor();
   Tensor gh_step = gru ? Tensor({d.B, d.GH}) : Tensor();
+  ForwardBuffers fb{gates.f32(),
+                    bias.f32(),
+                    bias_h.f32(),
+                    y->f32(),
+                    h_state.f32(),
+                    h_other.f32(),
+                    lstm ? c_state.f32() : nullptr,
+                    lstm ? cells.f32() : nullptr,
+                    gru ? ghn.f32() : nullptr,
+                    gru ? gh_step.f32() : nullptr};
+  forward_steps(fb, d, pb, w.w_hh->f32(), opt);
 
-  float* G = gates.f32();
-  float* Y = y->f32();
-  float* hs = h_state.f32();
-  ForwardBuffers fb{G, bias.f32(), bias_h.f32(), Y, hs, lstm ? c_state.f32() : nullptr, lstm ? cells.f32() : nullptr,
-                    gru ? ghn.f32() : nullptr, gru ? gh_step.f32() : nullptr};
-  const bool small = d.B <= opt.small_batch_max;
-  if (small) forward_steps_small(fb, d, pb, w.w_hh->f32(), opt);
-  for (int64_t s = 0; s < (small ? 0 : d.T); ++s) {
-    const int64_t t = opt.reverse ? d.T - 1 - s : s;
-    const int64_t bs = pb.batch_sizes[static_cast<size_t>(t)];
-    const int64_t r0 = pb.offsets[static_cast<size_t>(t)];
-    float* Gt = G + r0 * d.GH;
-    if (gru) gemm_nt(bs, d.GH, d.H, hs, d.H, w.w_hh->f32(), d.H, 0.0f, gh_step.f32(), d.GH);
-    else gemm_nt(bs, d.GH, d.H, hs, d.H, w.w_hh->f32(), d.H, 1.0f, Gt, d.GH);
-    for (int64_t j = 0; j < bs; ++j) {
-      float* g = Gt + j * d.GH;
-      float* yr = Y + (r0 + j) * d.H;
-      float* h = hs + j * d.H;
-      if (!row_valid(opt, t, j)) {
-        // Static mode past the end of this sequence: keep the state, emit zeros.
-        std::memset(yr, 0, static_cast<size_t>(d.H) * sizeof(float));
-        std::memset(g, 0, static_cast<size_t>(d.GH) * sizeof(float));
-        if (lstm) std::memcpy(cells.f32() + (r0 + j) * d.H, c_state.f32() + j * d.H, static_cast<size_t>(d.H) * 4);
-        if (gru) std::memset(ghn.f32() + (r0 + j) * d.H, 0, static_cast<size_t>(d.H) * sizeof(float));
-        continue;
-      }
-      if (lstm)
-        lstm_row_forward(g, bias.f32(), c_state.f32() + j * d.H, h, yr, cells.f32() + (r0 + j) * d.H, d.H, d.H);
-      else if (gru)
-        gru_row_forward(g, bias.f32(), gh_step.f32() + j * d.GH, bias_h.f32(), h, h, yr, ghn.f32() + (r0 + j) * d.H,
-                        d.H, d.H);
-      else
-        rnn_row_forward(g, bias.f32(), h, yr, d.H, relu);
-    }
-  }
   if (hn) *hn = permute_batch(h_state, pb, false);
   if (cn && lstm) *cn = permute_batch(c_state, pb, false);
   if (cache) {
@@ -394,78 +480,38 @@ void rnn_layer_backward(Tensor* dx, Tensor* dh0, Tensor* dc0, const ops::RnnWeig
   const CellType cell = opt.cell;
   const Dims d = dims_of(x, pb, w, cell);
   const bool lstm = cell == CellType::LSTM, gru = cell == CellType::GRU;
-  const bool relu = cell == CellType::RNN_RELU;
-  const size_t hbytes = static_cast<size_t>(d.H) * sizeof(float);
 
-  // Replay the state sequence to get each row's h_prev (and c_prev): the operand of dW_hh.
   Tensor h_prev({d.N, d.H});
   Tensor c_prev = lstm ? Tensor({d.N, d.H}) : Tensor();
-  {
-    Tensor hs = cache.h0.clone();
-    Tensor cs = lstm ? cache.c0.clone() : Tensor();
-    for (int64_t s = 0; s < d.T; ++s) {
-      const int64_t t = opt.reverse ? d.T - 1 - s : s;
-      const int64_t bs = pb.batch_sizes[static_cast<size_t>(t)];
-      const int64_t r0 = pb.offsets[static_cast<size_t>(t)];
-      std::memcpy(h_prev.f32() + r0 * d.H, hs.f32(), static_cast<size_t>(bs) * hbytes);
-      if (lstm) {
-        std::memcpy(c_prev.f32() + r0 * d.H, cs.f32(), static_cast<size_t>(bs) * hbytes);
-        std::memcpy(cs.f32(), cache.cells.f32() + r0 * d.H, static_cast<size_t>(bs) * hbytes);
-      }
-      for (int64_t j = 0; j < bs; ++j)
-        if (row_valid(opt, t, j)) std::memcpy(hs.f32() + j * d.H, y.f32() + (r0 + j) * d.H, hbytes);
-    }
-  }
+  replay_previous_states(h_prev.f32(), lstm ? c_prev.f32() : nullptr, cache, y.f32(), d, pb, opt);
 
   Tensor dgates({d.N, d.GH});
   Tensor dgh = gru ? Tensor({d.N, d.GH}) : Tensor();
   Tensor dh_state = dhn ? permute_batch(*dhn, pb, true) : Tensor::zeros({d.B, d.H});
   Tensor dc_state = lstm ? (dcn ? permute_batch(*dcn, pb, true) : Tensor::zeros({d.B, d.H})) : Tensor();
-  Tensor dh_row({d.H});
-  float* dhr = dh_row.f32();
-  for (int64_t s = d.T - 1; s >= 0; --s) {
-    const int64_t t = opt.reverse ? d.T - 1 - s : s;
-    const int64_t bs = pb.batch_sizes[static_cast<size_t>(t)];
-    const int64_t r0 = pb.offsets[static_cast<size_t>(t)];
-    for (int64_t j = 0; j < bs; ++j) {
-      const int64_t row = r0 + j;
-      float* dhs = dh_state.f32() + j * d.H;
-      float* dg = dgates.f32() + row * d.GH;
-      if (!row_valid(opt, t, j)) {
-        // The state passed through unchanged: its gradient does too.
-        std::memset(dg, 0, static_cast<size_t>(d.GH) * sizeof(float));
-        if (gru) std::memset(dgh.f32() + row * d.GH, 0, static_cast<size_t>(d.GH) * sizeof(float));
-        continue;
-      }
-      const float* dyr = dy ? dy->f32() + row * d.H : nullptr;
-      for (int64_t u = 0; u < d.H; ++u) dhr[u] = dhs[u] + (dyr ? dyr[u] : 0.0f);
-      const float* act = cache.gates.f32() + row * d.GH;
-      if (lstm) {
-        lstm_row_backward(dg, dc_state.f32() + j * d.H, dhr, act, cache.cells.f32() + row * d.H,
-                          c_prev.f32() + row * d.H, d.H);
-        std::memset(dhs, 0, hbytes);
-      } else if (gru) {
-        gru_row_backward(dg, dgh.f32() + row * d.GH, dhs, dhr, act, cache.ghn.f32() + row * d.H,
-                         h_prev.f32() + row * d.H, d.H);
-      } else {
-        rnn_row_backward(dg, dhr, act, d.H, relu);
-        std::memset(dhs, 0, hbytes);
-      }
-    }
-    // dh_prev (rows 0..bs) += dG_t W_hh: the recurrent half of the step's backward.
-    const float* dgt = (gru ? dgh.f32() : dgates.f32()) + r0 * d.GH;
-    gemm_nn(bs, d.H, d.GH, dgt, d.GH, w.w_hh->f32(), d.H, 1.0f, dh_state.f32(), d.H);
-  }
+  BackwardBuffers bb{cache.gates.f32(),
+                     lstm ? cache.cells.f32() : nullptr,
+                     lstm ? c_prev.f32() : nullptr,
+                     h_prev.f32(),
+                     gru ? cache.ghn.f32() : nullptr,
+                     dy ? dy->f32() : nullptr,
+                     dgates.f32(),
+                     gru ? dgh.f32() : nullptr,
+                     dh_state.f32(),
+                     lstm ? dc_state.f32() : nullptr};
+  backward_steps(bb, d, pb, w.w_hh->f32(), opt);
   add_unsorted(dh0, dh_state, pb);
   if (lstm) add_unsorted(dc0, dc_state, pb);
 
+  // The weight gradients: one GEMM each over all tokens.
   const float* dG = dgates.f32();
   const float* dGh = gru ? dgh.f32() : dG;
-  if (dx) gemm_nn(d.N, d.I, d.GH, dG, d.GH, w.w_ih->f32(), d.I, 1.0f, dx->f32(), d.I);
-  if (dw.w_ih) gemm_tn(d.GH, d.I, d.N, dG, d.GH, x.f32(), d.I, 1.0f, dw.w_ih->f32(), d.I);
-  if (dw.w_hh) gemm_tn(d.GH, d.H, d.N, dGh, d.GH, h_prev.f32(), d.H, 1.0f, dw.w_hh->f32(), d.H);
-  if (dw.b_ih) add_column_sums(dw.b_ih->f32(), dG, d.N, d.GH);
-  if (dw.b_hh) add_column_sums(dw.b_hh->f32(), dGh, d.N, d.GH);
+  if (dx) sgemm(Trans::No, Trans::No, d.N, d.I, d.GH, 1.0f, dG, d.GH, w.w_ih->f32(), d.I, 1.0f, dx->f32(), d.I);
+  if (dw.w_ih) sgemm(Trans::Yes, Trans::No, d.GH, d.I, d.N, 1.0f, dG, d.GH, x.f32(), d.I, 1.0f, dw.w_ih->f32(), d.I);
+  if (dw.w_hh)
+    sgemm(Trans::Yes, Trans::No, d.GH, d.H, d.N, 1.0f, dGh, d.GH, h_prev.f32(), d.H, 1.0f, dw.w_hh->f32(), d.H);
+  if (dw.b_ih) add_column_sums(dw.b_ih->f32(), dG, d.N, d.GH, d.GH);
+  if (dw.b_hh) add_column_sums(dw.b_hh->f32(), dGh, d.N, d.GH, d.GH);
 }
 
 }  // namespace recur::cpu

@@ -1,5 +1,6 @@
 #pragma once
 /// \file A small explicit thread pool for pointwise loops, and the --threads knob.
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -8,6 +9,13 @@
 #include <vector>
 
 namespace recur {
+
+/// A pause hint for spin-wait loops.
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
 
 /// Fixed-size pool. parallel_for splits [0, n) into one contiguous chunk per thread (the caller
 /// runs chunk 0), so a given (n, threads) always gives the same partition: results are
@@ -33,6 +41,7 @@ class ThreadPool {
   std::condition_variable cv_, done_cv_;
   const std::function<void(int)>* job_ = nullptr;
   uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_seen_{0};  // generation_, readable without the lock
   int pending_ = 0;
   bool stop_ = false;
   bool busy_ = false;
@@ -40,8 +49,9 @@ class ThreadPool {
 
 /// The process-wide pool (one of the two allowed global objects, with the allocator).
 ThreadPool& thread_pool();
-/// Sets the pool size and OpenBLAS's thread count together (n >= 1), so the two never
-/// oversubscribe the cores: GEMMs and pointwise loops take turns on the same n threads.
+/// Sets the pool size (n >= 1) and makes OpenBLAS single-threaded: recur splits GEMMs over its
+/// own n threads (src/cpu/gemm.h), so GEMMs, pointwise loops and the persistent RNN steps share
+/// the same n threads and never oversubscribe the cores.
 void set_num_threads(int n);
 int num_threads();
 
