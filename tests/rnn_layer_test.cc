@@ -15,12 +15,12 @@ using ops::CellType;
 struct LayerCase {
   CellType cell;
   bool reverse;
-  int64_t small_batch_max;  // 0 forces one GEMM per step; 64 the persistent small-batch path
+  int64_t batch;  // FastMatchesReference's batch: 6 (one micro-tile) or 13 (a full tile and a ragged one)
 };
 
 std::string case_name(const ::testing::TestParamInfo<LayerCase>& info) {
   return std::string(ops::cell_name(info.param.cell)) + (info.param.reverse ? "_reverse" : "_forward") +
-         (info.param.small_batch_max ? "_small" : "_gemm");
+         "_b" + std::to_string(info.param.batch);
 }
 
 struct Params {
@@ -40,7 +40,7 @@ class RnnLayer : public ::testing::TestWithParam<LayerCase> {};
 
 // The reference's analytic BPTT against central differences, in double.
 TEST_P(RnnLayer, ReferenceGradCheck) {
-  const auto [cell, reverse, small_max] = GetParam();
+  const auto [cell, reverse, batch] = GetParam();
   Rng rng(7);
   const int64_t I = 3, H = 4;
   PackedBatch pb = PackedBatch::from_lengths({3, 5, 1, 4});
@@ -49,7 +49,7 @@ TEST_P(RnnLayer, ReferenceGradCheck) {
   Tensor h0 = test::randn({pb.batch(), H}, rng, 0.5, DType::F64);
   Tensor c0 = test::randn({pb.batch(), H}, rng, 0.5, DType::F64);
   const bool lstm = cell == CellType::LSTM;
-  ops::RnnLayerOptions opt{cell, reverse, {}, small_max};
+  ops::RnnLayerOptions opt{cell, reverse, {}};
   Tensor wy = test::randn({pb.tokens(), H}, rng, 1.0, DType::F64);
   Tensor wh = test::randn({pb.batch(), H}, rng, 1.0, DType::F64);
   Tensor wc = test::randn({pb.batch(), H}, rng, 1.0, DType::F64);
@@ -100,17 +100,19 @@ Result run_fast(CellType cell, const ops::RnnLayerOptions& opt, const Tensor& x,
 }
 
 TEST_P(RnnLayer, FastMatchesReference) {
-  const auto [cell, reverse, small_max] = GetParam();
+  const auto [cell, reverse, batch] = GetParam();
   Rng rng(11);
   const int64_t I = 7, H = 70;  // > 64: both the 64-lane body and the tail of dot64
   const bool lstm = cell == CellType::LSTM;
-  PackedBatch pb = PackedBatch::from_lengths({6, 2, 9, 9, 1, 4});
+  std::vector<int64_t> lengths{6, 2, 9, 9, 1, 4, 3, 9, 5, 7, 2, 8, 1};
+  lengths.resize(static_cast<size_t>(batch));
+  PackedBatch pb = PackedBatch::from_lengths(lengths);
   Params p = random_params(cell, I, H, rng);
   Tensor x = test::randn({pb.tokens(), I}, rng);
   Tensor h0 = test::randn({pb.batch(), H}, rng, 0.5), c0 = test::randn({pb.batch(), H}, rng, 0.5);
   Tensor dy = test::randn({pb.tokens(), H}, rng), dhn = test::randn({pb.batch(), H}, rng),
          dcn = test::randn({pb.batch(), H}, rng);
-  ops::RnnLayerOptions opt{cell, reverse, {}, small_max};
+  ops::RnnLayerOptions opt{cell, reverse, {}};
   Result f = run_fast(cell, opt, x, pb, p, h0, c0, dy, dhn, dcn);
 
   Params pd = p.to(DType::F64);
@@ -144,7 +146,7 @@ TEST_P(RnnLayer, FastMatchesReference) {
 
 // The static (padded, masked) mode gives the packed results on the valid positions.
 TEST_P(RnnLayer, PackedEqualsPaddedMasked) {
-  const auto [cell, reverse, small_max] = GetParam();
+  const auto [cell, reverse, batch] = GetParam();
   Rng rng(5);
   const int64_t I = 5, H = 6, T = 7;
   const bool lstm = cell == CellType::LSTM;
@@ -159,10 +161,10 @@ TEST_P(RnnLayer, PackedEqualsPaddedMasked) {
   Tensor x = pack_padded(xpad, lengths, &pb);
   PackedBatch tmp;
   Tensor dy = pack_padded(dypad, lengths, &tmp);
-  Result packed = run_fast(cell, {cell, reverse, {}, small_max}, x, pb, p, h0, c0, dy, dhn, dcn);
+  Result packed = run_fast(cell, {cell, reverse, {}}, x, pb, p, h0, c0, dy, dhn, dcn);
 
   PackedBatch fixed = PackedBatch::fixed(T, B);
-  ops::RnnLayerOptions masked{cell, reverse, lengths, small_max};
+  ops::RnnLayerOptions masked{cell, reverse, lengths};
   Result padded = run_fast(cell, masked, xpad.view({T * B, I}), fixed, p, h0, c0, dypad.view({T * B, H}), dhn, dcn);
 
   EXPECT_ALL_CLOSE(unpack_to_padded(packed.y, pb), padded.y.view({T, B, H}), 1e-5, 1e-6);
@@ -183,22 +185,22 @@ TEST_P(RnnLayer, PackedEqualsPaddedMasked) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cells, RnnLayer,
-                         ::testing::Values(LayerCase{CellType::LSTM, false, 0},
-                                           LayerCase{CellType::LSTM, false, 64},
-                                           LayerCase{CellType::LSTM, true, 0},
-                                           LayerCase{CellType::LSTM, true, 64},
-                                           LayerCase{CellType::GRU, false, 0},
-                                           LayerCase{CellType::GRU, false, 64},
-                                           LayerCase{CellType::GRU, true, 0},
-                                           LayerCase{CellType::GRU, true, 64},
-                                           LayerCase{CellType::RNN_TANH, false, 0},
-                                           LayerCase{CellType::RNN_TANH, false, 64},
-                                           LayerCase{CellType::RNN_TANH, true, 0},
-                                           LayerCase{CellType::RNN_TANH, true, 64},
-                                           LayerCase{CellType::RNN_RELU, false, 0},
-                                           LayerCase{CellType::RNN_RELU, false, 64},
-                                           LayerCase{CellType::RNN_RELU, true, 0},
-                                           LayerCase{CellType::RNN_RELU, true, 64}),
+                         ::testing::Values(LayerCase{CellType::LSTM, false, 6},
+                                           LayerCase{CellType::LSTM, false, 13},
+                                           LayerCase{CellType::LSTM, true, 6},
+                                           LayerCase{CellType::LSTM, true, 13},
+                                           LayerCase{CellType::GRU, false, 6},
+                                           LayerCase{CellType::GRU, false, 13},
+                                           LayerCase{CellType::GRU, true, 6},
+                                           LayerCase{CellType::GRU, true, 13},
+                                           LayerCase{CellType::RNN_TANH, false, 6},
+                                           LayerCase{CellType::RNN_TANH, false, 13},
+                                           LayerCase{CellType::RNN_TANH, true, 6},
+                                           LayerCase{CellType::RNN_TANH, true, 13},
+                                           LayerCase{CellType::RNN_RELU, false, 6},
+                                           LayerCase{CellType::RNN_RELU, false, 13},
+                                           LayerCase{CellType::RNN_RELU, true, 6},
+                                           LayerCase{CellType::RNN_RELU, true, 13}),
                          case_name);
 
 // Online inference: running a batch in time chunks, carrying (h, c), equals one call.
@@ -211,7 +213,7 @@ TEST(RnnLayerStreaming, ChunksEqualWholeSequence) {
     Tensor xpad = test::randn({T, B, I}, rng);
     PackedBatch whole = PackedBatch::fixed(T, B);
     Tensor y, hn, cn;
-    ops::RnnLayerOptions opt{cell, false, {}, 8};
+    ops::RnnLayerOptions opt{cell, false, {}};
     ops::rnn_layer_forward(&y, &hn, lstm ? &cn : nullptr, nullptr, xpad.view({T * B, I}), whole, p.weights(),
                            nullptr, nullptr, opt);
     Tensor h = Tensor::zeros({B, H}), c = Tensor::zeros({B, H});

@@ -13,6 +13,8 @@
 // thread does it.
 #include "rnn_cpu.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -21,6 +23,7 @@
 
 #include "fast_math.h"
 #include "gemm.h"
+#include "packed_gemm.h"
 #include "recur/core/thread_pool.h"
 
 namespace recur::cpu {
@@ -117,21 +120,6 @@ void rnn_row_forward(float* __restrict g, const float* __restrict bias, float* _
       g[u] = h, h_state[u] = h, y[u] = h;
     }
   }
-}
-
-// Dot product with 64 independent lanes (four AVX-512 accumulators), so a row of W_hh streams
-// from cache at full speed instead of waiting on one FMA chain. The order of additions is fixed:
-// results do not depend on the thread that computes them.
-inline float dot64(const float* __restrict a, const float* __restrict b, int64_t n) {
-  float acc[64] = {};
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64)
-    for (int k = 0; k < 64; ++k) acc[k] += a[i + k] * b[i + k];
-  for (int k = 0; k < 16; ++k) acc[k] += acc[16 + k] + acc[32 + k] + acc[48 + k];
-  float s = 0.0f;
-  for (int k = 0; k < 16; ++k) s += acc[k];
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
 }
 
 // Barrier for the persistent small-batch path: spins (steps are microseconds apart).
@@ -233,26 +221,13 @@ UnitSlice unit_slice(int64_t H, int k, int nt) {
   return {u0, u1};
 }
 
-// out[j, g*H + u] (+)= h[j] . W_hh[g*H + u] for rows j < bs and the slice's units: the slice's
-// share of one step's recurrent product. Tiny batches use cache-streaming dot products (the
-// product is a few matrix-vector products bound by reading W_hh); larger ones one GEMM per gate.
-void recurrent_product(float* out, bool accumulate, const float* h, int64_t bs, const float* W_hh, const Dims& d,
-                       UnitSlice sl, int64_t small_batch_max) {
-  if (bs <= small_batch_max) {
-    for (int64_t g = 0; g < d.G; ++g)
-      for (int64_t u = sl.u0; u < sl.u1; ++u) {
-        const float* w = W_hh + (g * d.H + u) * d.H;
-        for (int64_t j = 0; j < bs; ++j) {
-          const float v = dot64(w, h + j * d.H, d.H);
-          float& o = out[j * d.GH + g * d.H + u];
-          o = accumulate ? o + v : v;
-        }
-      }
-    return;
-  }
+// A thread's slice of W_hh, packed once per layer call: for each gate g, the transposed rows
+// g*H + u0 .. g*H + u1 - 1, so that out[:, g*H + u0 ..] (+)= h * packed[g] is one small GEMM.
+std::vector<PackedB> pack_gate_slices(const float* W_hh, const Dims& d, UnitSlice sl) {
+  std::vector<PackedB> packed(static_cast<size_t>(d.G));
   for (int64_t g = 0; g < d.G; ++g)
-    sgemm_serial(Trans::No, Trans::Yes, bs, sl.n(), d.H, 1.0f, h, d.H, W_hh + (g * d.H + sl.u0) * d.H, d.H,
-                 accumulate ? 1.0f : 0.0f, out + g * d.H + sl.u0, d.GH);
+    pack_b_transposed(&packed[static_cast<size_t>(g)], W_hh + (g * d.H + sl.u0) * d.H, d.H, d.H, sl.n());
+  return packed;
 }
 
 // Buffers of one forward pass.
@@ -283,6 +258,7 @@ void forward_steps(const ForwardBuffers& fb, const Dims& d, const PackedBatch& p
     if (k >= nt) return;
     const UnitSlice sl = unit_slice(d.H, k, nt);
     const int64_t n = sl.n(), u0 = sl.u0;
+    const std::vector<PackedB> w = pack_gate_slices(W_hh, d, sl);
     float* cur = fb.h_state;
     float* next = fb.h_other;
     for (int64_t s = 0; s < d.T; ++s) {
@@ -290,7 +266,15 @@ void forward_steps(const ForwardBuffers& fb, const Dims& d, const PackedBatch& p
       const int64_t bs = pb.batch_sizes[static_cast<size_t>(t)];
       const int64_t r0 = pb.offsets[static_cast<size_t>(t)];
       float* Gt = fb.G + r0 * d.GH;
-      recurrent_product(gru ? fb.gh_step : Gt, !gru, cur, bs, W_hh, d, sl, opt.small_batch_max);
+      // This slice's share of the step's recurrent product (GRU keeps it apart for the new gate).
+      for (int64_t g = 0; g < d.G; ++g) {
+        float* out = (gru ? fb.gh_step : Gt) + g * d.H + u0;
+        if (bs == 1)  // a matrix-vector product, bound by streaming W_hh: BLAS's gemv does it best
+          cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n), static_cast<int>(d.H), 1.0f,
+                      W_hh + (g * d.H + u0) * d.H, static_cast<int>(d.H), cur, 1, gru ? 0.0f : 1.0f, out, 1);
+        else
+          gemm_packed(bs, cur, d.H, w[static_cast<size_t>(g)], out, d.GH, !gru);
+      }
       for (int64_t j = 0; j < d.B; ++j) {
         const int64_t row = r0 + j;
         float* hn = next + j * d.H + u0;
@@ -353,6 +337,8 @@ void backward_steps(const BackwardBuffers& bb, const Dims& d, const PackedBatch&
     const size_t slice_bytes = static_cast<size_t>(n) * sizeof(float);
     Tensor dh_row({n});
     float* dhr = dh_row.f32();
+    PackedB w;  // W_hh[:, u0:u1], packed once: the operand of this slice of dh_prev = dG_t W_hh
+    pack_b(&w, W_hh + u0, d.H, d.GH, n);
     for (int64_t s = d.T - 1; s >= 0; --s) {
       const int64_t t = step_of(d, opt, s);
       const int64_t bs = pb.batch_sizes[static_cast<size_t>(t)];
@@ -385,7 +371,7 @@ void backward_steps(const BackwardBuffers& bb, const Dims& d, const PackedBatch&
       }
       barrier.wait();
       const float* dgt = (gru ? bb.dGh : bb.dG) + r0 * d.GH;
-      sgemm_serial(Trans::No, Trans::No, bs, n, d.GH, 1.0f, dgt, d.GH, W_hh + u0, d.H, 1.0f, bb.dh_state + u0, d.H);
+      gemm_packed(bs, dgt, d.GH, w, bb.dh_state + u0, d.H, true);
       // The next step's pointwise work reads only this thread's own slice of dh_state, and the
       // gate grads it writes are other rows: no second barrier needed.
     }

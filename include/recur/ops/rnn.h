@@ -31,9 +31,6 @@ struct RnnLayerOptions {
   /// and these lengths (original order) mask the steps past each sequence's end: the state is
   /// carried unchanged and the output row is zero. Empty for packed mode.
   std::vector<int64_t> mask_lengths;
-  /// Batches of at most this many sequences run the forward steps on the persistent per-thread
-  /// path (each thread keeps its slice of W_hh in its core's cache) instead of one GEMM per step.
-  int64_t small_batch_max = 8;
 };
 
 /// The layer's weights. b_ih/b_hh may be null (bias=false).

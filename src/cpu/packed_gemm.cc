@@ -1,0 +1,132 @@
+#include "packed_gemm.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace recur::cpu {
+
+namespace {
+
+typedef float v16 __attribute__((vector_size(64)));
+
+inline v16 load16(const float* p) {
+  v16 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void store16(float* p, v16 v) { std::memcpy(p, &v, sizeof(v)); }
+
+// Rows of A per micro-tile; 8 rows x 32 columns = 16 vector accumulators.
+constexpr int kMR = 8;
+// k-block: an 8 x 256 block of A (8 KB) and a 256 x 32 panel block of B (32 KB) fit in L1 together.
+constexpr int64_t kKC = 256;
+
+// C tile (MR x 32, or fewer columns `nc`) (+)= A (MR x kc) * Bpanel (kc x 32).
+template <int MR>
+void micro_tile(const float* __restrict a, int64_t lda, const float* __restrict bp, int64_t kc, float* __restrict c,
+                int64_t ldc, int64_t nc, bool load_c) {
+  v16 acc[MR][2];
+  for (int i = 0; i < MR; ++i) {
+    if (load_c && nc == 32) {
+      acc[i][0] = load16(c + i * ldc);
+      acc[i][1] = load16(c + i * ldc + 16);
+    } else if (load_c) {
+      float tmp[32] = {};
+      std::memcpy(tmp, c + i * ldc, static_cast<size_t>(nc) * sizeof(float));
+      acc[i][0] = load16(tmp);
+      acc[i][1] = load16(tmp + 16);
+    } else {
+      acc[i][0] = v16{};
+      acc[i][1] = v16{};
+    }
+  }
+  if constexpr (MR == 1) {
+    // One row has only two accumulator chains: split k four ways to hide the FMA latency.
+    v16 part[3][2] = {};
+    int64_t kk = 0;
+    for (; kk + 4 <= kc; kk += 4) {
+      acc[0][0] += a[kk] * load16(bp + kk * 32);
+      acc[0][1] += a[kk] * load16(bp + kk * 32 + 16);
+      for (int q = 1; q < 4; ++q) {
+        part[q - 1][0] += a[kk + q] * load16(bp + (kk + q) * 32);
+        part[q - 1][1] += a[kk + q] * load16(bp + (kk + q) * 32 + 16);
+      }
+    }
+    for (; kk < kc; ++kk) {
+      acc[0][0] += a[kk] * load16(bp + kk * 32);
+      acc[0][1] += a[kk] * load16(bp + kk * 32 + 16);
+    }
+    acc[0][0] += (part[0][0] + part[1][0]) + part[2][0];
+    acc[0][1] += (part[0][1] + part[1][1]) + part[2][1];
+  } else {
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      const v16 b0 = load16(bp + kk * 32);
+      const v16 b1 = load16(bp + kk * 32 + 16);
+      for (int i = 0; i < MR; ++i) {
+        const float av = a[i * lda + kk];
+        acc[i][0] += av * b0;
+        acc[i][1] += av * b1;
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    if (nc == 32) {
+      store16(c + i * ldc, acc[i][0]);
+      store16(c + i * ldc + 16, acc[i][1]);
+    } else {
+      float tmp[32];
+      store16(tmp, acc[i][0]);
+      store16(tmp + 16, acc[i][1]);
+      std::memcpy(c + i * ldc, tmp, static_cast<size_t>(nc) * sizeof(float));
+    }
+  }
+}
+
+using TileFn = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, bool);
+constexpr TileFn kTiles[kMR + 1] = {nullptr,         micro_tile<1>, micro_tile<2>, micro_tile<3>, micro_tile<4>,
+                                    micro_tile<5>, micro_tile<6>, micro_tile<7>, micro_tile<8>};
+
+}  // namespace
+
+void pack_b_transposed(PackedB* out, const float* src, int64_t ld, int64_t k, int64_t n) {
+  out->k = k;
+  out->n = n;
+  out->data.assign(static_cast<size_t>(out->panels() * k * 32), 0.0f);
+  for (int64_t c = 0; c < n; ++c) {
+    float* dst = out->data.data() + (c / 32) * k * 32 + (c % 32);
+    const float* s = src + c * ld;
+    for (int64_t kk = 0; kk < k; ++kk) dst[kk * 32] = s[kk];
+  }
+}
+
+void pack_b(PackedB* out, const float* src, int64_t ld, int64_t k, int64_t n) {
+  out->k = k;
+  out->n = n;
+  out->data.assign(static_cast<size_t>(out->panels() * k * 32), 0.0f);
+  for (int64_t kk = 0; kk < k; ++kk)
+    for (int64_t c = 0; c < n; ++c) out->data[static_cast<size_t>((c / 32) * k * 32 + kk * 32 + (c % 32))] = src[kk * ld + c];
+}
+
+void gemm_packed(int64_t m, const float* a, int64_t lda, const PackedB& b, float* c, int64_t ldc, bool accumulate) {
+  const int64_t k = b.k, n = b.n;
+  if (m <= 0 || n <= 0) return;
+  if (k == 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < m; ++i) std::memset(c + i * ldc, 0, static_cast<size_t>(n) * sizeof(float));
+    return;
+  }
+  for (int64_t k0 = 0; k0 < k; k0 += kKC) {
+    const int64_t kc = std::min(kKC, k - k0);
+    const bool load_c = accumulate || k0 > 0;
+    for (int64_t p = 0; p < b.panels(); ++p) {
+      const float* bp = b.panel(p) + k0 * 32;
+      const int64_t nc = std::min<int64_t>(32, n - p * 32);
+      for (int64_t i = 0; i < m; i += kMR) {
+        const int mr = static_cast<int>(std::min<int64_t>(kMR, m - i));
+        kTiles[mr](a + i * lda + k0, lda, bp, kc, c + i * ldc + p * 32, ldc, nc, load_c);
+      }
+    }
+  }
+}
+
+}  // namespace recur::cpu
