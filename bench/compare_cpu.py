@@ -3,7 +3,7 @@
 docs/BENCHMARKS.md.
 
   /usr/bin/python3 bench/compare_cpu.py [--recur build/bin/recur] [--anchor ../shared/bench/anchor_cpu.py]
-                                        [--threads 2] [--rounds 3]
+                                        [--threads 2] [--rounds 3] [--torch-env OPENBLAS_CORETYPE=SkylakeX]
 
 recur's standard suite runs `rounds` times, interleaved with PyTorch's anchor script (which must be
 run by a python that has torch, e.g. Debian's python3-torch); every figure is the median over the
@@ -11,6 +11,7 @@ rounds, and each ratio uses the sgemm rate measured in the same round.
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -22,8 +23,10 @@ def run_recur(binary, threads):
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
-def run_torch(anchor, threads):
-    out = subprocess.run(["/usr/bin/python3", anchor, str(threads)], check=True, capture_output=True, text=True).stdout
+def run_torch(anchor, threads, env):
+    full_env = dict(os.environ, **dict(kv.split("=", 1) for kv in env))
+    out = subprocess.run(["/usr/bin/python3", anchor, str(threads)], check=True, capture_output=True, text=True,
+                         env=full_env).stdout
     return json.loads(out)
 
 
@@ -44,12 +47,13 @@ def main():
     ap.add_argument("--anchor", default="../shared/bench/anchor_cpu.py")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--torch-env", nargs="*", default=[], help="VAR=VALUE settings for the PyTorch runs only")
     a = ap.parse_args()
     rec, tor = {}, []
     for r in range(a.rounds):
         for c in run_recur(a.recur, a.threads):
             rec.setdefault(key(c), []).append(c)
-        tor.append(run_torch(a.anchor, a.threads))
+        tor.append(run_torch(a.anchor, a.threads, a.torch_env))
         print(f"round {r + 1}/{a.rounds} done", file=sys.stderr)
     med = lambda xs: statistics.median(xs)
     sg = med([c["sgemm_gflops"] for cs in rec.values() for c in cs])
