@@ -39,10 +39,7 @@ void Tape::backward(const std::vector<std::pair<Var, Tensor>>& seeds) {
   for (const auto& [out, dout] : seeds) {
     RECUR_CHECK(out.requires_grad(), "backward: the output does not depend on any parameter");
     out.value().check_shape(dout.shape(), "backward: output gradient");
-    Tensor& g = out.grad();
-    const float* s = dout.f32();
-    float* d = g.f32();
-    for (int64_t i = 0; i < g.numel(); ++i) d[i] += s[i];
+    out.grad().add_(dout);
   }
   for (auto it = ops_.rbegin(); it != ops_.rend(); ++it) (*it)();
   ops_.clear();

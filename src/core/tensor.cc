@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "recur/core/allocator.h"
+#include "recur/core/thread_pool.h"
 
 namespace recur {
 
@@ -127,6 +128,28 @@ void Tensor::copy_from(const Tensor& src) {
 
 void Tensor::zero_() {
   if (numel_) std::memset(raw(), 0, nbytes());
+}
+
+namespace {
+template <class T>
+void add_elements(T* d, const T* s, int64_t n) {
+  // Below this size a loop is not worth waking the pool for.
+  constexpr int64_t kGrain = 1 << 15;
+  thread_pool().parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) d[i] += s[i];
+  });
+}
+}  // namespace
+
+void Tensor::add_(const Tensor& src) {
+  RECUR_CHECK(defined() && src.defined(), "add_: undefined tensor");
+  RECUR_CHECK(src.numel() == numel_ && src.dtype() == dtype_, "add_: {} {} += {} {}", shape_str(), dtype_name(dtype_),
+              src.shape_str(), dtype_name(src.dtype()));
+  switch (dtype_) {
+    case DType::F32: add_elements(data<float>(), src.data<float>(), numel_); return;
+    case DType::F64: add_elements(data<double>(), src.data<double>(), numel_); return;
+    default: RECUR_FAIL("add_: dtype {} is not a float type", dtype_name(dtype_));
+  }
 }
 
 void Tensor::fill_(double value) {

@@ -197,10 +197,7 @@ Tensor sorted_state(const Tensor* s, const PackedBatch& pb, int64_t H) {
 
 void add_unsorted(Tensor* dst, const Tensor& sorted, const PackedBatch& pb) {
   if (!dst) return;
-  Tensor orig = permute_batch(sorted, pb, false);
-  float* d = dst->f32();
-  const float* s = orig.f32();
-  for (int64_t i = 0; i < orig.numel(); ++i) d[i] += s[i];
+  dst->add_(permute_batch(sorted, pb, false));
 }
 
 // ---- the persistent step loops -----------------------------------------------------------------

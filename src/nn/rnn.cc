@@ -14,9 +14,7 @@ Var reshape(Tape& tape, const Var& x, Shape shape) {
   Var out = make_output(x.value().view(std::move(shape)), tracked);
   if (tracked) {
     tape.record([x, out]() {
-      float* d = x.grad().f32();
-      const float* s = out.grad().f32();
-      for (int64_t i = 0; i < x.value().numel(); ++i) d[i] += s[i];
+      x.grad().add_(out.grad());
     });
   }
   return out;

@@ -306,7 +306,7 @@ void dropout_backward(Tensor* dx, const Tensor& dy, float p, uint64_t seed, bool
   detail::check_dropout_p(p);
   if (dt == DType::F64) return ref::dropout_backward(dx, dy, p, seed, training);
   if (!prepare_grad(dx, dy.shape(), dt, "dropout_backward", "dx")) return;
-  if (!training || p == 0.0f) add_into(*dx, dy);
+  if (!training || p == 0.0f) dx->add_(dy);
   else cpu::dropout_backward(dx->f32(), dy.f32(), dy.numel(), p, seed);
 }
 
@@ -355,22 +355,10 @@ Var mul(Tape& tape, const Var& a, const Var& b) {
   return out;
 }
 
-namespace {
-// The three activations differentiate through their own output.
-Var activation(Tape& tape, const Var& x, const char* op, void (*forward)(Tensor*, const Tensor&),
-               void (*backward)(Tensor*, const Tensor&, const Tensor&)) {
-  Tensor y;
-  forward(&y, value_of(x, op, "x"));
-  bool tracked = tape.needs_grad({&x});
-  Var out = make_output(y, tracked);
-  if (tracked) tape.record([x, out, backward]() { backward(&x.grad(), out.grad(), out.value()); });
-  return out;
-}
-}  // namespace
 
-Var tanh(Tape& tape, const Var& x) { return activation(tape, x, "tanh", ops::tanh_forward, ops::tanh_backward); }
-Var sigmoid(Tape& tape, const Var& x) { return activation(tape, x, "sigmoid", ops::sigmoid_forward, ops::sigmoid_backward); }
-Var relu(Tape& tape, const Var& x) { return activation(tape, x, "relu", ops::relu_forward, ops::relu_backward); }
+Var tanh(Tape& tape, const Var& x) { return unary_through_output(tape, x, "tanh", ops::tanh_forward, ops::tanh_backward); }
+Var sigmoid(Tape& tape, const Var& x) { return unary_through_output(tape, x, "sigmoid", ops::sigmoid_forward, ops::sigmoid_backward); }
+Var relu(Tape& tape, const Var& x) { return unary_through_output(tape, x, "relu", ops::relu_forward, ops::relu_backward); }
 
 Var concat(Tape& tape, const std::vector<Var>& xs, int64_t axis) {
   std::vector<Tensor> values;

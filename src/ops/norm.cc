@@ -117,23 +117,12 @@ Var layer_norm(Tape& tape, const Var& x, const Var& gamma, const Var& beta, floa
   return out;
 }
 
-namespace {
-Var row_op(Tape& tape, const Var& x, const char* op, void (*forward)(Tensor*, const Tensor&),
-           void (*backward)(Tensor*, const Tensor&, const Tensor&)) {
-  Tensor y;
-  forward(&y, value_of(x, op, "x"));
-  bool tracked = tape.needs_grad({&x});
-  Var out = make_output(y, tracked);
-  if (tracked) tape.record([x, out, backward]() { backward(&x.grad(), out.grad(), out.value()); });
-  return out;
-}
-}  // namespace
 
 Var softmax(Tape& tape, const Var& x) {
-  return row_op(tape, x, "softmax", ops::softmax_forward, ops::softmax_backward);
+  return unary_through_output(tape, x, "softmax", ops::softmax_forward, ops::softmax_backward);
 }
 Var log_softmax(Tape& tape, const Var& x) {
-  return row_op(tape, x, "log_softmax", ops::log_softmax_forward, ops::log_softmax_backward);
+  return unary_through_output(tape, x, "log_softmax", ops::log_softmax_forward, ops::log_softmax_backward);
 }
 
 }  // namespace recur

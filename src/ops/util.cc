@@ -1,31 +1,7 @@
 #include "recur/ops/util.h"
 
-#include "recur/core/thread_pool.h"
 
 namespace recur::ops {
-
-namespace {
-// Elementwise loops below this size are not worth waking the pool for.
-constexpr int64_t kGrain = 1 << 15;
-
-template <class T>
-void add_into_typed(T* d, const T* s, int64_t n) {
-  thread_pool().parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) d[i] += s[i];
-  });
-}
-}  // namespace
-
-void add_into(Tensor& dst, const Tensor& src) {
-  RECUR_CHECK(dst.defined() && src.defined(), "add_into: undefined tensor");
-  RECUR_CHECK(dst.numel() == src.numel() && dst.dtype() == src.dtype(), "add_into: {} {} += {} {}", dst.shape_str(),
-              dtype_name(dst.dtype()), src.shape_str(), dtype_name(src.dtype()));
-  switch (dst.dtype()) {
-    case DType::F32: add_into_typed(dst.data<float>(), src.data<float>(), dst.numel()); return;
-    case DType::F64: add_into_typed(dst.data<double>(), src.data<double>(), dst.numel()); return;
-    default: RECUR_FAIL("add_into: dtype {} is not a float type", dtype_name(dst.dtype()));
-  }
-}
 
 void prepare_output(Tensor* out, const Shape& shape, DType dtype, const char* op, const char* what) {
   RECUR_CHECK(out != nullptr, "{}: output {} is null", op, what);
@@ -98,6 +74,16 @@ Tensor* grad_slot(const Var& v) { return v.defined() && v.requires_grad() ? &v.g
 const Tensor& value_of(const Var& v, const char* op, const char* what) {
   RECUR_CHECK(v.defined(), "{}: {} is undefined", op, what);
   return v.value();
+}
+
+Var unary_through_output(Tape& tape, const Var& x, const char* op, void (*forward)(Tensor*, const Tensor&),
+                         void (*backward)(Tensor*, const Tensor&, const Tensor&)) {
+  Tensor y;
+  forward(&y, value_of(x, op, "x"));
+  bool tracked = tape.needs_grad({&x});
+  Var out = make_output(y, tracked);
+  if (tracked) tape.record([x, out, backward]() { backward(&x.grad(), out.grad(), out.value()); });
+  return out;
 }
 
 }  // namespace recur

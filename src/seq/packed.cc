@@ -120,10 +120,7 @@ Var pack_padded(Tape& tape, const Var& padded, const PackedBatch& layout) {
   Var out = make_output(y, tracked);
   if (tracked) {
     tape.record([padded, out, layout]() {
-      Tensor g = unpack_to_padded(out.grad(), layout, 0.0f);
-      float* d = padded.grad().f32();
-      const float* s = g.f32();
-      for (int64_t i = 0; i < g.numel(); ++i) d[i] += s[i];
+      padded.grad().add_(unpack_to_padded(out.grad(), layout, 0.0f));
     });
   }
   return out;
@@ -136,10 +133,7 @@ Var unpack_to_padded(Tape& tape, const Var& packed, const PackedBatch& layout) {
   if (tracked) {
     tape.record([packed, out, layout]() {
       PackedBatch pb;
-      Tensor g = pack_padded(out.grad(), layout.lengths, &pb);
-      float* d = packed.grad().f32();
-      const float* s = g.f32();
-      for (int64_t i = 0; i < g.numel(); ++i) d[i] += s[i];
+      packed.grad().add_(pack_padded(out.grad(), layout.lengths, &pb));
     });
   }
   return out;

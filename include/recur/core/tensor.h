@@ -76,6 +76,8 @@ class Tensor {
   /// Copies the values of `src` (same numel and dtype) into this tensor.
   void copy_from(const Tensor& src);
   void zero_();
+  /// this += src, elementwise (same numel and float dtype); large tensors split over the pool.
+  void add_(const Tensor& src);
   void fill_(double value);
   /// Converts to another dtype (a copy).
   Tensor to(DType dtype) const;

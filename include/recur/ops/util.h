@@ -10,7 +10,7 @@
 namespace recur::ops {
 
 /// dst += src elementwise. Both F32 or both F64 with the same number of elements.
-void add_into(Tensor& dst, const Tensor& src);
+
 
 /// Makes *out an output of `shape` and `dtype`: allocates it when undefined, otherwise checks that
 /// it already has that shape and dtype (its values are then overwritten by the caller).
@@ -49,5 +49,10 @@ Tensor* grad_slot(const Var& v);
 
 /// v.value(), or a recur::Error naming the op and input when v is undefined.
 const Tensor& value_of(const Var& v, const char* op, const char* what);
+
+/// A one-input op whose backward needs only its output (tanh, sigmoid, relu, softmax,
+/// log-softmax): runs `forward`, and records `backward(dx, dy, y)` when x needs a gradient.
+Var unary_through_output(Tape& tape, const Var& x, const char* op, void (*forward)(Tensor*, const Tensor&),
+                         void (*backward)(Tensor*, const Tensor&, const Tensor&));
 
 }  // namespace recur
