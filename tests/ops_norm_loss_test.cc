@@ -12,12 +12,12 @@
 
 namespace recur {
 
+using test::f64;
 using test::grad_matches;
 using test::rand64;
 using test::weighted_sum;
 
 namespace {
-Tensor f64(const Tensor& t) { return t.to(DType::F64); }
 
 // Adds `offset` to every element: rows far from zero exercise the variance computation.
 Tensor shifted(Tensor t, double offset) {

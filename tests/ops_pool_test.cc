@@ -8,12 +8,12 @@
 
 namespace recur {
 
+using test::f64;
 using test::grad_matches;
 using test::rand64;
 using test::weighted_sum;
 
 namespace {
-Tensor f64(const Tensor& t) { return t.to(DType::F64); }
 
 struct PoolCase {
   const char* name;

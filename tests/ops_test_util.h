@@ -12,6 +12,9 @@
 namespace recur::test {
 
 /// Normal(0, scale) F64 values.
+/// A double-precision copy, the input the references take.
+inline Tensor f64(const Tensor& t) { return t.to(DType::F64); }
+
 inline Tensor rand64(const Shape& shape, Rng& rng, double scale = 1.0) { return randn(shape, rng, scale, DType::F64); }
 
 /// Compares an analytic gradient with central differences of loss() with respect to x (F64,
