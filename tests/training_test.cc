@@ -1,9 +1,12 @@
-// End-to-end pieces: the stacked RNN's gradients by central differences, inter-layer dropout,
+// End-to-end pieces: the stacked RNN's gradients against central differences of a double-precision
+// stack built from the reference layers, inter-layer dropout,
 // and bit-identical training for a fixed seed and thread count.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <string>
 
 #include "recur/core/thread_pool.h"
 #include "recur/nn/layers.h"
@@ -17,51 +20,59 @@
 namespace recur {
 namespace {
 
-// Loss = sum(y * wy) + sum(hn * wh) (+ sum(cn * wc)) of a 2-layer bidirectional stack with
-// initial states, accumulated in double.
+// A 2-layer bidirectional stack with initial states, and the same stack evaluated in double
+// precision from the reference layers: central differences of that double stack are the oracle
+// for the float module's backward (ordering, directions, concat, states).
 struct StackProblem {
   nn::RNN rnn;
   PackedBatch pb;
-  Tensor x, h0, c0, wy, wh, wc;
+  Tensor x, h0, c0, wy, wh, wc;  // F64 copies drive the double stack
+  std::map<std::string, Tensor> p64;
   bool lstm;
 
   StackProblem(ops::CellType cell, Rng& rng)
       : rnn(nn::RnnOptions{cell, 3, 4, 2, true, true, 0.0f}, rng),
         pb(PackedBatch::from_lengths({4, 2, 5})),
         lstm(cell == ops::CellType::LSTM) {
-    x = test::randn({pb.tokens(), 3}, rng);
-    h0 = test::randn({4, 3, 4}, rng, 0.5);
-    c0 = test::randn({4, 3, 4}, rng, 0.5);
-    wy = test::randn({pb.tokens(), 8}, rng);
-    wh = test::randn({4, 3, 4}, rng);
-    wc = test::randn({4, 3, 4}, rng);
+    x = test::randn({pb.tokens(), 3}, rng, 1.0, DType::F64);
+    h0 = test::randn({4, 3, 4}, rng, 0.5, DType::F64);
+    c0 = test::randn({4, 3, 4}, rng, 0.5, DType::F64);
+    wy = test::randn({pb.tokens(), 8}, rng, 1.0, DType::F64);
+    wh = test::randn({4, 3, 4}, rng, 1.0, DType::F64);
+    wc = test::randn({4, 3, 4}, rng, 1.0, DType::F64);
+    // Round the module's float parameters to double so both stacks hold the same values.
+    for (auto& [name, v] : rnn.named_parameters()) p64[name] = v.value().to(DType::F64);
+    auto to_float = [](Tensor& t) { t = t.to(DType::F32).to(DType::F64); };
+    to_float(x), to_float(h0), to_float(c0);
   }
 
-  double loss() {
-    Tape tape;
-    NoGrad ng(tape);
-    nn::RnnOutput o = rnn.forward(tape, Var(x), pb, Var(h0), lstm ? Var(c0) : Var());
-    return test::weighted_sum(o.y.value(), wy) + test::weighted_sum(o.hn.value(), wh) +
-           (lstm ? test::weighted_sum(o.cn.value(), wc) : 0.0);
+  // The loss of the double-precision stack.
+  double loss64() {
+    const int64_t H = 4, B = 3;
+    Tensor input = x;
+    double total = 0;
+    for (int64_t l = 0; l < 2; ++l) {
+      Tensor out({pb.tokens(), 2 * H}, DType::F64);
+      for (int64_t d = 0; d < 2; ++d) {
+        const std::string sfx = "_l" + std::to_string(l) + (d ? "_reverse" : "");
+        ops::RnnWeights w{&p64.at("weight_ih" + sfx), &p64.at("weight_hh" + sfx), &p64.at("bias_ih" + sfx),
+                          &p64.at("bias_hh" + sfx)};
+        const int64_t k = l * 2 + d;
+        Tensor h0k = h0.view({4 * B, H}).rows(k * B, (k + 1) * B).clone();
+        Tensor c0k = c0.view({4 * B, H}).rows(k * B, (k + 1) * B).clone();
+        Tensor y, hn, cn;
+        ref::rnn_layer_forward(&y, &hn, lstm ? &cn : nullptr, input, pb, w, &h0k, lstm ? &c0k : nullptr,
+                               ops::RnnLayerOptions{rnn.options().cell, d == 1, {}});
+        for (int64_t r = 0; r < pb.tokens(); ++r)
+          for (int64_t u = 0; u < H; ++u) out.data<double>()[r * 2 * H + d * H + u] = y.data<double>()[r * H + u];
+        total += test::weighted_sum(hn, wh.view({4 * B, H}).rows(k * B, (k + 1) * B));
+        if (lstm) total += test::weighted_sum(cn, wc.view({4 * B, H}).rows(k * B, (k + 1) * B));
+      }
+      input = out;
+    }
+    return total + test::weighted_sum(input, wy);
   }
 };
-
-// Central differences of a float computation: eps large enough to beat rounding, so the check is
-// loose (2%) but still catches any wrong term in the stacked backward (ordering, directions,
-// concat, states).
-Tensor float_numeric_grad(StackProblem& p, Tensor& t, double eps = 1e-2) {
-  Tensor g(t.shape(), DType::F64);
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    float keep = t.f32()[i];
-    t.f32()[i] = static_cast<float>(keep + eps);
-    double lp = p.loss();
-    t.f32()[i] = static_cast<float>(keep - eps);
-    double lm = p.loss();
-    t.f32()[i] = keep;
-    g.data<double>()[i] = (lp - lm) / (2 * eps);
-  }
-  return g;
-}
 
 TEST(StackedRnnGradCheck, TwoLayerBidirectionalWithInitialStates) {
   for (auto cell : {ops::CellType::LSTM, ops::CellType::GRU, ops::CellType::RNN_TANH}) {
@@ -69,19 +80,24 @@ TEST(StackedRnnGradCheck, TwoLayerBidirectionalWithInitialStates) {
     Rng rng(21);
     StackProblem p(cell, rng);
     Tape tape;
-    Var x(p.x, true), h0(p.h0, true), c0 = p.lstm ? Var(p.c0, true) : Var();
+    Var x(p.x.to(DType::F32), true), h0(p.h0.to(DType::F32), true);
+    Var c0 = p.lstm ? Var(p.c0.to(DType::F32), true) : Var();
     nn::RnnOutput o = p.rnn.forward(tape, x, p.pb, h0, c0);
-    std::vector<std::pair<Var, Tensor>> seeds{{o.y, p.wy}, {o.hn, p.wh}};
-    if (p.lstm) seeds.emplace_back(o.cn, p.wc);
+    EXPECT_NEAR(test::weighted_sum(o.y.value(), p.wy) + test::weighted_sum(o.hn.value(), p.wh) +
+                    (p.lstm ? test::weighted_sum(o.cn.value(), p.wc) : 0.0),
+                p.loss64(), 1e-4);
+    std::vector<std::pair<Var, Tensor>> seeds{{o.y, p.wy.to(DType::F32)}, {o.hn, p.wh.to(DType::F32)}};
+    if (p.lstm) seeds.emplace_back(o.cn, p.wc.to(DType::F32));
     tape.backward(seeds);
-    EXPECT_ALL_CLOSE(x.grad(), float_numeric_grad(p, p.x), 2e-2, 2e-3);
-    EXPECT_ALL_CLOSE(h0.grad(), float_numeric_grad(p, p.h0), 2e-2, 2e-3);
+    auto numeric = [&](Tensor& t) { return test::numeric_grad([&] { return p.loss64(); }, t); };
+    EXPECT_ALL_CLOSE(x.grad(), numeric(p.x), 1e-4, 1e-5);
+    EXPECT_ALL_CLOSE(h0.grad(), numeric(p.h0), 1e-4, 1e-5);
     if (p.lstm) {
-      EXPECT_ALL_CLOSE(c0.grad(), float_numeric_grad(p, p.c0), 2e-2, 2e-3);
+      EXPECT_ALL_CLOSE(c0.grad(), numeric(p.c0), 1e-4, 1e-5);
     }
     for (auto& [name, v] : p.rnn.named_parameters()) {
       SCOPED_TRACE(name);
-      EXPECT_ALL_CLOSE(v.grad(), float_numeric_grad(p, v.value()), 2e-2, 2e-3);
+      EXPECT_ALL_CLOSE(v.grad(), numeric(p.p64.at(name)), 1e-4, 1e-5);
     }
   }
 }
