@@ -4,6 +4,9 @@
 
 #include <cmath>
 
+#include <cstring>
+
+#include "recur/core/thread_pool.h"
 #include "recur/ops/rnn.h"
 #include "test_util.h"
 
@@ -102,7 +105,7 @@ Result run_fast(CellType cell, const ops::RnnLayerOptions& opt, const Tensor& x,
 TEST_P(RnnLayer, FastMatchesReference) {
   const auto [cell, reverse, batch] = GetParam();
   Rng rng(11);
-  const int64_t I = 7, H = 70;  // > 64: both the 64-lane body and the tail of dot64
+  const int64_t I = 7, H = 70;  // two threads get slices of 32 and 38 units: full and partial panels
   const bool lstm = cell == CellType::LSTM;
   std::vector<int64_t> lengths{6, 2, 9, 9, 1, 4, 3, 9, 5, 7, 2, 8, 1};
   lengths.resize(static_cast<size_t>(batch));
@@ -250,6 +253,44 @@ TEST(RnnLayerErrors, ShapesAreNamed) {
   }
   Tensor x2 = test::randn({4, 3}, rng);  // 4 rows, 3 tokens
   EXPECT_THROW(ops::rnn_layer_forward(&y, &hn, &cn, nullptr, x2, pb, p.weights(), nullptr, nullptr, {}), Error);
+}
+
+}  // namespace
+}  // namespace recur
+
+namespace recur {
+namespace {
+
+// A unit's arithmetic does not depend on which thread computes it: 1 and 2 threads agree exactly,
+// forward and backward, for a batch of one (the matrix-vector path) and a ragged batch.
+TEST(RnnLayerThreads, OneAndTwoThreadsGiveIdenticalResults) {
+  const int before = num_threads();
+  for (int64_t B : {1, 5}) {
+    Rng rng(8);
+    const int64_t I = 24, H = 64;
+    std::vector<int64_t> lengths{6, 3, 9, 1, 4};
+    lengths.resize(static_cast<size_t>(B));
+    PackedBatch pb = PackedBatch::from_lengths(lengths);
+    const int64_t GH = 4 * H;
+    Tensor w_ih = test::randn({GH, I}, rng, 0.2), w_hh = test::randn({GH, H}, rng, 0.2);
+    Tensor b_ih = test::randn({GH}, rng, 0.2), b_hh = test::randn({GH}, rng, 0.2);
+    Tensor x = test::randn({pb.tokens(), I}, rng), dy = test::randn({pb.tokens(), H}, rng);
+    auto run = [&](int threads) {
+      set_num_threads(threads);
+      ops::RnnCache cache;
+      Tensor y, hn, cn;
+      ops::RnnWeights w{&w_ih, &w_hh, &b_ih, &b_hh};
+      ops::rnn_layer_forward(&y, &hn, &cn, &cache, x, pb, w, nullptr, nullptr, {});
+      Tensor dx = Tensor::zeros(x.shape()), dw = Tensor::zeros(w_hh.shape());
+      ops::rnn_layer_backward(&dx, nullptr, nullptr, {nullptr, &dw, nullptr, nullptr}, &dy, nullptr, nullptr, cache, x,
+                              y, pb, w, {});
+      return std::vector<Tensor>{y, hn, cn, dx, dw};
+    };
+    auto one = run(1), two = run(2);
+    for (size_t i = 0; i < one.size(); ++i)
+      EXPECT_EQ(std::memcmp(one[i].raw(), two[i].raw(), one[i].nbytes()), 0) << "B " << B << " tensor " << i;
+  }
+  set_num_threads(before);
 }
 
 }  // namespace
