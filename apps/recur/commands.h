@@ -8,5 +8,7 @@ namespace recur::cli {
 void add_bench(CLI::App& app);
 /// `recur demo`: a small LSTM trained on generated data.
 void add_demo(CLI::App& app);
+/// `recur data fetch|list`.
+void add_data(CLI::App& app);
 
 }  // namespace recur::cli

@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   recur::cli::add_bench(app);
   recur::cli::add_demo(app);
+  recur::cli::add_data(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) std::cout << app.help();
