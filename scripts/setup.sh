@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libopenblas-dev          # GEMMs (CBLAS)
+  zlib1g-dev               # gzip-compressed data files (Fashion-MNIST idx)
   libyaml-cpp-dev          # YAML configs
   nlohmann-json3-dev       # safetensors headers, JSON output
   libcli11-dev             # the CLI

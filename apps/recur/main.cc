@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   recur::cli::add_bench(app);
   recur::cli::add_demo(app);
   recur::cli::add_data(app);
+  recur::cli::add_train(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) std::cout << app.help();

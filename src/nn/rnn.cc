@@ -6,22 +6,6 @@
 
 namespace recur::nn {
 
-namespace {
-
-// Differentiable reshape (same storage order, new shape).
-Var reshape(Tape& tape, const Var& x, Shape shape) {
-  const bool tracked = tape.needs_grad({&x});
-  Var out = make_output(x.value().view(std::move(shape)), tracked);
-  if (tracked) {
-    tape.record([x, out]() {
-      x.grad().add_(out.grad());
-    });
-  }
-  return out;
-}
-
-}  // namespace
-
 RNN::RNN(const RnnOptions& options, Rng& init) : opt_(options) {
   RECUR_CHECK(opt_.input_size > 0 && opt_.hidden_size > 0 && opt_.num_layers > 0,
               "RNN: input_size {}, hidden_size {} and num_layers {} must be positive", opt_.input_size,

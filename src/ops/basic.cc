@@ -462,4 +462,11 @@ Var scale(Tape& tape, const Var& x, float s) {
   return out;
 }
 
+Var reshape(Tape& tape, const Var& x, Shape shape) {
+  const bool tracked = tape.needs_grad({&x});
+  Var out = make_output(value_of(x, "reshape", "x").view(std::move(shape)), tracked);
+  if (tracked) tape.record([x, out]() { x.grad().add_(out.grad()); });
+  return out;
+}
+
 }  // namespace recur

@@ -138,5 +138,7 @@ Var dropout(Tape& tape, const Var& x, float p, uint64_t seed, bool training);
 Var sum(Tape& tape, const Var& x);
 /// s * x.
 Var scale(Tape& tape, const Var& x, float s);
+/// Same values, new shape (same element count; storage shared, so no copy).
+Var reshape(Tape& tape, const Var& x, Shape shape);
 
 }  // namespace recur

@@ -1,0 +1,353 @@
+// `recur train CONFIG` and `recur eval CONFIG --checkpoint CKPT`: sequence-to-vector training
+// with validation every epoch, early stopping, best/last checkpoints and metrics.jsonl.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "commands.h"
+#include "config.h"
+#include "recur/core/thread_pool.h"
+#include "recur/data/dataset.h"
+#include "recur/data/fetch.h"
+#include "recur/data/idx.h"
+#include "recur/models/seq2vec.h"
+#include "recur/ops/loss.h"
+#include "recur/train/checkpoint.h"
+#include "recur/train/optimizer.h"
+#include "recur/train/schedule.h"
+
+namespace recur::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<ConfigKey> train_schema() {
+  using V = ValueType;
+  return {
+      {"task", V::String, "fashion-rows", "the task: Fashion-MNIST images read row by row", {"fashion-rows"}},
+      {"data.dir", V::String, "", "data folder; empty: fetch into the cache (recur data fetch)", {}},
+      {"data.limit", V::Int, "0", "use only the first N training examples (0: all)", {}},
+      {"data.valid_fraction", V::Float, "0.1", "share of the training set held out for validation (by hash)", {}},
+      {"model.cell", V::String, "gru", "recurrent cell", {"lstm", "gru", "rnn"}},
+      {"model.hidden", V::Int, "128", "hidden units per direction", {}},
+      {"model.layers", V::Int, "1", "stacked recurrent layers", {}},
+      {"model.bidirectional", V::Bool, "false", "read the sequence both ways", {}},
+      {"model.pooling", V::String, "last", "how the outputs over time become one vector", {"last", "mean", "max"}},
+      {"model.input_proj", V::Int, "0", "linear projection of each input row first (0: none)", {}},
+      {"model.mlp", V::IntList, "", "widths of the ReLU layers of the classifier head", {}},
+      {"model.dropout", V::Float, "0.0", "dropout on the pooled vector and the head", {}},
+      {"model.rnn_dropout", V::Float, "0.0", "dropout between stacked recurrent layers", {}},
+      {"train.epochs", V::Int, "10", "passes over the training set", {}},
+      {"train.batch", V::Int, "64", "examples per batch", {}},
+      {"train.max_tokens", V::Int, "0", "token budget per batch (0: none)", {}},
+      {"train.optimizer", V::String, "adam", "optimizer", {"adam", "adamw", "sgd"}},
+      {"train.lr", V::Float, "0.002", "peak learning rate", {}},
+      {"train.weight_decay", V::Float, "0.0", "weight decay (L2 for adam/sgd, decoupled for adamw)", {}},
+      {"train.momentum", V::Float, "0.9", "sgd momentum", {}},
+      {"train.clip", V::Float, "5.0", "global gradient-norm clip (0: off)", {}},
+      {"train.schedule", V::String, "cosine", "learning-rate schedule", {"constant", "step", "cosine"}},
+      {"train.warmup_steps", V::Int, "0", "linear warmup steps", {}},
+      {"train.patience", V::Int, "3", "epochs without validation improvement before stopping", {}},
+      {"train.seed", V::Int, "1", "seed for initialisation, shuffling and dropout", {}},
+      {"train.threads", V::Int, "2", "threads for GEMMs and pointwise loops", {}},
+      {"train.log_every", V::Int, "100", "steps between progress lines when stderr is not a terminal", {}},
+  };
+}
+
+ops::CellType cell_of(const std::string& s) {
+  return s == "lstm" ? ops::CellType::LSTM : s == "gru" ? ops::CellType::GRU : ops::CellType::RNN_TANH;
+}
+
+models::Pooling pooling_of(const std::string& s) {
+  return s == "mean" ? models::Pooling::Mean : s == "max" ? models::Pooling::Max : models::Pooling::Last;
+}
+
+struct TaskData {
+  data::SequenceDataset train, valid, test;
+  data::PixelNorm norm;
+};
+
+TaskData load_task(const Config& c, bool need_train) {
+  std::string dir = c.get_string("data.dir");
+  if (dir.empty()) dir = data::fetch_dataset("fashion-mnist", data::default_cache_dir(), &std::cerr).path;
+  TaskData t;
+  data::SequenceDataset all = data::load_fashion_mnist_rows(dir, "train", c.get_int("data.limit"));
+  const double vf = c.get_float("data.valid_fraction");
+  t.train = all;
+  t.train.examples.clear();
+  t.valid = t.train;
+  for (size_t i = 0; i < all.examples.size(); ++i) {
+    const bool valid = data::split_of("fashion-train-" + std::to_string(i), vf, 0.0) == data::Split::Valid;
+    (valid ? t.valid : t.train).examples.push_back(all.examples[i]);
+  }
+  t.norm = data::fit_pixel_norm(t.train);
+  data::apply_pixel_norm(t.train, t.norm);
+  data::apply_pixel_norm(t.valid, t.norm);
+  if (!need_train) t.train.examples.clear();
+  t.test = data::load_fashion_mnist_rows(dir, "test", 0);
+  data::apply_pixel_norm(t.test, t.norm);
+  return t;
+}
+
+models::Seq2VecOptions model_options(const Config& c, const data::SequenceDataset& ds) {
+  models::Seq2VecOptions o;
+  o.input_size = ds.feature_dim;
+  o.input_proj = c.get_int("model.input_proj");
+  o.cell = cell_of(c.get_string("model.cell"));
+  o.hidden = c.get_int("model.hidden");
+  o.layers = c.get_int("model.layers");
+  o.bidirectional = c.get_bool("model.bidirectional");
+  o.rnn_dropout = static_cast<float>(c.get_float("model.rnn_dropout"));
+  o.pooling = pooling_of(c.get_string("model.pooling"));
+  o.mlp_hidden = c.get_int_list("model.mlp");
+  o.dropout = static_cast<float>(c.get_float("model.dropout"));
+  o.outputs = ds.num_classes;
+  return o;
+}
+
+struct Metrics {
+  double loss = 0, accuracy = 0;
+  int64_t count = 0;
+};
+
+Metrics evaluate(models::Seq2Vec& model, const data::SequenceDataset& ds, int64_t batch) {
+  model.train(false);
+  Metrics m;
+  data::BatchingOptions bo;
+  bo.max_batch = batch;
+  bo.shuffle = false;
+  bo.bucket_by_length = false;
+  int64_t right = 0;
+  double loss_sum = 0;
+  for (const auto& idx : data::make_batches(ds, bo, 0)) {
+    data::Batch b = data::collate(ds, idx);
+    Tape tape;
+    NoGrad ng(tape);
+    Var logits = model.forward(tape, b.x, b.layout, 0);
+    Var loss = cross_entropy(tape, logits, b.labels);
+    const int64_t B = b.layout.batch(), C = logits.value().dim(1);
+    loss_sum += loss.value().item() * static_cast<double>(B);
+    const float* l = logits.value().f32();
+    for (int64_t r = 0; r < B; ++r) {
+      int64_t best = 0;
+      for (int64_t k = 1; k < C; ++k)
+        if (l[r * C + k] > l[r * C + best]) best = k;
+      right += best == b.labels.data<int64_t>()[r];
+    }
+    m.count += B;
+  }
+  model.train(true);
+  if (m.count) {
+    m.loss = loss_sum / static_cast<double>(m.count);
+    m.accuracy = static_cast<double>(right) / static_cast<double>(m.count);
+  }
+  return m;
+}
+
+std::unique_ptr<train::Optimizer> make_optimizer(const Config& c, const train::NamedParams& params) {
+  const std::string kind = c.get_string("train.optimizer");
+  const double lr = c.get_float("train.lr"), wd = c.get_float("train.weight_decay");
+  if (kind == "sgd") {
+    train::SgdOptions o;
+    o.lr = lr;
+    o.momentum = c.get_float("train.momentum");
+    o.weight_decay = wd;
+    return std::make_unique<train::Sgd>(params, o);
+  }
+  if (kind == "adamw") {
+    train::AdamWOptions o;
+    o.lr = lr;
+    o.weight_decay = wd;
+    return std::make_unique<train::AdamW>(params, o);
+  }
+  train::AdamOptions o;
+  o.lr = lr;
+  o.weight_decay = wd;
+  return std::make_unique<train::Adam>(params, o);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+struct TrainSettings {
+  std::string config_path;
+  std::vector<std::string> sets;
+  std::string resume;
+  std::string out = "out/train";
+  int threads = 0;
+  int64_t seed = -1;
+  bool print_config = false;
+};
+
+Config resolve_config(const std::string& path, const std::vector<std::string>& sets) {
+  Config c(train_schema());
+  c.load_yaml_file(path);
+  for (const auto& s : sets) c.set(s);
+  return c;
+}
+
+void run_train(const TrainSettings& s) {
+  Config c = resolve_config(s.config_path, s.sets);
+  if (s.seed >= 0) c.set("train.seed=" + std::to_string(s.seed));
+  if (s.threads > 0) c.set("train.threads=" + std::to_string(s.threads));
+  if (s.print_config) {
+    std::cout << c.dump_yaml();
+    return;
+  }
+  set_num_threads(static_cast<int>(c.get_int("train.threads")));
+  TaskData t = load_task(c, true);
+  RECUR_CHECK(!t.train.examples.empty() && !t.valid.examples.empty(),
+              "train: {} training and {} validation examples; need at least one of each", t.train.examples.size(),
+              t.valid.examples.size());
+  const uint64_t seed = static_cast<uint64_t>(c.get_int("train.seed"));
+  Rng rng(seed);
+  models::Seq2Vec model(model_options(c, t.train), rng);
+  auto params = model.named_parameters();
+  auto opt = make_optimizer(c, params);
+  const int64_t epochs = c.get_int("train.epochs"), batch = c.get_int("train.batch");
+  data::BatchingOptions bo;
+  bo.max_batch = batch;
+  bo.max_tokens = c.get_int("train.max_tokens");
+  bo.seed = seed;
+  const int64_t steps_per_epoch = static_cast<int64_t>(data::make_batches(t.train, bo, 0).size());
+  train::LrScheduleOptions so;
+  const std::string sched = c.get_string("train.schedule");
+  so.kind = sched == "cosine" ? train::LrScheduleKind::Cosine
+            : sched == "step" ? train::LrScheduleKind::Step
+                              : train::LrScheduleKind::Constant;
+  so.base_lr = c.get_float("train.lr");
+  so.warmup_steps = c.get_int("train.warmup_steps");
+  so.total_steps = epochs * steps_per_epoch;
+  so.step_size = std::max<int64_t>(1, steps_per_epoch);
+
+  fs::create_directories(s.out);
+  int64_t start_epoch = 1, step = 0, bad_epochs = 0;
+  double best = -1;
+  auto meta = [&](int64_t epoch) {
+    return nlohmann::json{{"config", c.to_json()}, {"epoch", epoch}, {"step", step}, {"best_accuracy", best},
+                          {"pixel_norm", {t.norm.mean, t.norm.std}}};
+  };
+  if (!s.resume.empty()) {
+    nlohmann::json m = train::load_checkpoint(s.resume, model, opt.get());
+    start_epoch = m.at("epoch").get<int64_t>() + 1;
+    step = m.at("step").get<int64_t>();
+    best = m.at("best_accuracy").get<double>();
+    std::cerr << fmt::format("resumed from {} after epoch {} (step {})\n", s.resume, start_epoch - 1, step);
+  }
+  std::ofstream metrics(fs::path(s.out) / "metrics.jsonl", std::ios::app);
+  const bool tty = isatty(STDERR_FILENO);
+  const int64_t log_every = c.get_int("train.log_every");
+  std::cerr << fmt::format("train: {} train / {} valid / {} test examples, {} parameters, {} steps per epoch\n",
+                           t.train.examples.size(), t.valid.examples.size(), t.test.examples.size(),
+                           model.num_parameters(), steps_per_epoch);
+  const auto t_start = std::chrono::steady_clock::now();
+  for (int64_t epoch = start_epoch; epoch <= epochs; ++epoch) {
+    const auto t_epoch = std::chrono::steady_clock::now();
+    double loss_sum = 0;
+    int64_t tokens = 0, seen = 0;
+    auto batches = data::make_batches(t.train, bo, static_cast<uint64_t>(epoch));
+    for (size_t bi = 0; bi < batches.size(); ++bi) {
+      data::Batch b = data::collate(t.train, batches[bi]);
+      opt->set_lr(train::lr_at(so, step));
+      Tape tape;
+      opt->zero_grad();
+      Var loss = cross_entropy(tape, model.forward(tape, b.x, b.layout, mix64(seed ^ static_cast<uint64_t>(step))),
+                               b.labels);
+      const double lv = loss.value().item();
+      RECUR_CHECK(std::isfinite(lv), "train: the loss became {} at epoch {} step {}; lower train.lr or set train.clip",
+                  lv, epoch, step);
+      tape.backward(loss);
+      if (c.get_float("train.clip") > 0) train::clip_grad_norm(params, c.get_float("train.clip"));
+      opt->step();
+      ++step;
+      loss_sum += lv;
+      ++seen;
+      tokens += b.layout.tokens();
+      const double secs = seconds_since(t_epoch);
+      if (tty || (log_every > 0 && step % log_every == 0)) {
+        const double eta = secs / static_cast<double>(bi + 1) * static_cast<double>(batches.size() - bi - 1);
+        std::cerr << fmt::format("{}epoch {} step {}/{} loss {:.4f} {:.0f} tok/s ETA {:.0f}s{}", tty ? "\r" : "", epoch,
+                                 bi + 1, batches.size(), loss_sum / static_cast<double>(seen),
+                                 static_cast<double>(tokens) / secs, eta, tty ? "   " : "\n");
+      }
+    }
+    Metrics v = evaluate(model, t.valid, 256);
+    const bool improved = v.accuracy > best;
+    if (improved) best = v.accuracy;
+    bad_epochs = improved ? 0 : bad_epochs + 1;
+    const double secs = seconds_since(t_epoch);
+    if (tty) std::cerr << "\n";
+    std::cerr << fmt::format("epoch {} train loss {:.4f} valid loss {:.4f} valid accuracy {:.2f}%{} ({:.0f} s)\n", epoch,
+                             loss_sum / static_cast<double>(seen), v.loss, 100 * v.accuracy, improved ? " *" : "", secs);
+    metrics << nlohmann::json{{"epoch", epoch}, {"step", step}, {"train_loss", loss_sum / static_cast<double>(seen)},
+                              {"valid_loss", v.loss}, {"valid_accuracy", v.accuracy}, {"lr", opt->lr()},
+                              {"seconds", secs}, {"tokens_per_s", static_cast<double>(tokens) / secs}}
+                   .dump()
+            << std::endl;
+    train::save_checkpoint((fs::path(s.out) / "last.safetensors").string(), model, opt.get(), meta(epoch));
+    if (improved) train::save_checkpoint((fs::path(s.out) / "best.safetensors").string(), model, nullptr, meta(epoch));
+    if (bad_epochs >= c.get_int("train.patience")) {
+      std::cerr << fmt::format("early stop: no validation improvement for {} epochs\n", bad_epochs);
+      break;
+    }
+  }
+  models::Seq2Vec best_model(model_options(c, t.train), rng);
+  train::load_checkpoint((fs::path(s.out) / "best.safetensors").string(), best_model, nullptr);
+  Metrics test = evaluate(best_model, t.test, 256);
+  std::cout << fmt::format("test accuracy {:.2f}% ({} examples), loss {:.4f}; best valid accuracy {:.2f}%; {:.0f} s\n",
+                           100 * test.accuracy, test.count, test.loss, 100 * best, seconds_since(t_start));
+}
+
+struct EvalSettings {
+  std::string config_path, checkpoint, split = "test";
+  std::vector<std::string> sets;
+  bool json = false;
+};
+
+void run_eval(const EvalSettings& s) {
+  Config c = resolve_config(s.config_path, s.sets);
+  set_num_threads(static_cast<int>(c.get_int("train.threads")));
+  TaskData t = load_task(c, false);
+  const data::SequenceDataset& ds = s.split == "valid" ? t.valid : t.test;
+  Rng rng(0);
+  models::Seq2Vec model(model_options(c, ds), rng);
+  train::load_checkpoint(s.checkpoint, model, nullptr);
+  Metrics m = evaluate(model, ds, 256);
+  if (s.json)
+    std::cout << nlohmann::json{{"split", s.split}, {"accuracy", m.accuracy}, {"loss", m.loss}, {"examples", m.count}}.dump()
+              << std::endl;
+  else
+    std::cout << fmt::format("{}: accuracy {:.2f}% loss {:.4f} ({} examples)\n", s.split, 100 * m.accuracy, m.loss, m.count);
+}
+
+}  // namespace
+
+void add_train(CLI::App& app) {
+  auto s = std::make_shared<TrainSettings>();
+  CLI::App* cmd = app.add_subcommand("train", "Train a model from a YAML config");
+  cmd->add_option("config", s->config_path, "YAML config")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--set", s->sets, "Override a config key: key=value (repeatable)");
+  cmd->add_option("--resume", s->resume, "Continue from a last.safetensors checkpoint")->check(CLI::ExistingFile);
+  cmd->add_option("--out", s->out, "Output folder (checkpoints, metrics.jsonl)");
+  cmd->add_option("--threads", s->threads, "Threads (overrides train.threads)")->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", s->seed, "Seed (overrides train.seed)");
+  cmd->add_flag("--print-config", s->print_config, "Print the resolved config with a line of doc per key and exit");
+  cmd->callback([s] { run_train(*s); });
+
+  auto e = std::make_shared<EvalSettings>();
+  CLI::App* ev = app.add_subcommand("eval", "Evaluate a checkpoint");
+  ev->add_option("config", e->config_path, "YAML config")->required()->check(CLI::ExistingFile);
+  ev->add_option("--checkpoint", e->checkpoint, "Checkpoint")->required()->check(CLI::ExistingFile);
+  ev->add_option("--split", e->split, "valid or test")->check(CLI::IsMember({"valid", "test"}));
+  ev->add_option("--set", e->sets, "Override a config key: key=value (repeatable)");
+  ev->add_flag("--json", e->json, "Print the metrics as JSON");
+  ev->callback([e] { run_eval(*e); });
+}
+
+}  // namespace recur::cli

@@ -1,0 +1,52 @@
+#pragma once
+/// \file Seq2Vec: a sequence in, one vector out (class scores or a regression output).
+///
+/// embedding (token ids) or a linear projection (numeric / pixel rows) -> stacked (bi)LSTM/GRU/RNN
+/// over a packed batch -> pooling over time -> MLP -> outputs.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "recur/nn/layers.h"
+#include "recur/nn/rnn.h"
+
+namespace recur::models {
+
+enum class Pooling { Last, Mean, Max };
+
+struct Seq2VecOptions {
+  int64_t vocab_size = 0;    ///< > 0: inputs are token ids through an embedding of embed_dim
+  int64_t embed_dim = 128;
+  int64_t padding_idx = 0;
+  int64_t input_size = 0;    ///< > 0: inputs are feature rows of this width
+  int64_t input_proj = 0;    ///< > 0: a linear projection of the feature rows to this width first
+  ops::CellType cell = ops::CellType::LSTM;
+  int64_t hidden = 128;
+  int64_t layers = 1;
+  bool bidirectional = false;
+  float rnn_dropout = 0.0f;  ///< between stacked layers
+  Pooling pooling = Pooling::Last;
+  std::vector<int64_t> mlp_hidden;  ///< widths of the ReLU layers of the head
+  float dropout = 0.0f;      ///< on the pooled vector and after each head layer
+  int64_t outputs = 2;       ///< classes, or regression outputs
+};
+
+class Seq2Vec : public nn::Module {
+ public:
+  Seq2Vec(const Seq2VecOptions& options, Rng& init);
+
+  /// x: packed (N, input_size) float rows, or (N) int64 ids for an embedding model. Returns
+  /// (B, outputs) in the layout's original batch order. `seed` drives this call's dropout masks.
+  Var forward(Tape& tape, const Tensor& x, const PackedBatch& layout, uint64_t seed);
+
+  const Seq2VecOptions& options() const { return opt_; }
+
+ private:
+  Seq2VecOptions opt_;
+  std::shared_ptr<nn::Embedding> embed_;
+  std::shared_ptr<nn::Linear> proj_;
+  std::shared_ptr<nn::RNN> rnn_;
+  std::vector<std::shared_ptr<nn::Linear>> head_;
+};
+
+}  // namespace recur::models

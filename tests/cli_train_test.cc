@@ -1,0 +1,135 @@
+// recur train / eval on tiny generated Fashion-MNIST-format files: metrics, checkpoints, resume,
+// and config errors, through the real binary.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "recur/core/rng.h"
+
+namespace recur {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Out {
+  int status;
+  std::string text;
+};
+
+Out recur_cmd(const std::string& args) {
+  std::string cmd = std::string(RECUR_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string text;
+  std::array<char, 4096> buf;
+  size_t n;
+  while (p && (n = fread(buf.data(), 1, buf.size(), p)) > 0) text.append(buf.data(), n);
+  int st = p ? pclose(p) : -1;
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, text};
+}
+
+void put_u32(std::ofstream& f, uint32_t v) {
+  const unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
+                              static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
+  f.write(reinterpret_cast<const char*>(b), 4);
+}
+
+// Images whose class is visible (a bright row at 3 * label), so a tiny model can learn it.
+void write_idx(const fs::path& dir, const std::string& prefix, int count, uint64_t seed) {
+  Rng rng(seed);
+  std::ofstream img(dir / (prefix + "-images-idx3-ubyte"), std::ios::binary);
+  std::ofstream lab(dir / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
+  put_u32(img, 2051), put_u32(img, static_cast<uint32_t>(count)), put_u32(img, 28), put_u32(img, 28);
+  put_u32(lab, 2049), put_u32(lab, static_cast<uint32_t>(count));
+  for (int i = 0; i < count; ++i) {
+    const int label = static_cast<int>(rng.below(10));
+    for (int r = 0; r < 28; ++r)
+      for (int c = 0; c < 28; ++c) {
+        const unsigned char px = r == 3 * label ? 250 : static_cast<unsigned char>(rng.below(40));
+        img.put(static_cast<char>(px));
+      }
+    lab.put(static_cast<char>(label));
+  }
+}
+
+class CliTrain : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("recur_cli_train_" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "data");
+    write_idx(dir_ / "data", "train", 300, 1);
+    write_idx(dir_ / "data", "t10k", 100, 2);
+    std::ofstream(dir_ / "cfg.yaml") << "data:\n  dir: " << (dir_ / "data").string()
+                                      << "\nmodel:\n  hidden: 16\n  cell: lstm\ntrain:\n  epochs: 2\n  batch: 32\n"
+                                         "  lr: 0.01\n  threads: 1\n";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string cfg() const { return (dir_ / "cfg.yaml").string(); }
+  fs::path dir_;
+};
+
+std::vector<nlohmann::json> read_metrics(const fs::path& p) {
+  std::vector<nlohmann::json> v;
+  std::ifstream in(p);
+  std::string line;
+  while (std::getline(in, line)) v.push_back(nlohmann::json::parse(line));
+  return v;
+}
+
+TEST_F(CliTrain, TrainEvalResume) {
+  const std::string out = (dir_ / "run").string();
+  Out t = recur_cmd("train " + cfg() + " --out " + out);
+  ASSERT_EQ(t.status, 0) << t.text;
+  EXPECT_NE(t.text.find("test accuracy"), std::string::npos) << t.text;
+  EXPECT_TRUE(fs::exists(dir_ / "run" / "best.safetensors"));
+  EXPECT_TRUE(fs::exists(dir_ / "run" / "last.safetensors"));
+  auto m = read_metrics(dir_ / "run" / "metrics.jsonl");
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[1]["epoch"], 2);
+  EXPECT_LT(m[1]["train_loss"].get<double>(), m[0]["train_loss"].get<double>());
+  for (const char* k : {"valid_loss", "valid_accuracy", "lr", "tokens_per_s"}) EXPECT_TRUE(m[0].contains(k)) << k;
+
+  Out e = recur_cmd("eval " + cfg() + " --checkpoint " + out + "/best.safetensors --json");
+  ASSERT_EQ(e.status, 0) << e.text;
+  auto j = nlohmann::json::parse(e.text.substr(e.text.find('{')));
+  EXPECT_EQ(j["examples"], 100);
+  EXPECT_GE(j["accuracy"].get<double>(), 0.0);
+
+  // Resuming the 2-epoch run with 3 epochs trains exactly one more epoch.
+  Out r = recur_cmd("train " + cfg() + " --out " + out + " --set train.epochs=3 --resume " + out + "/last.safetensors");
+  ASSERT_EQ(r.status, 0) << r.text;
+  EXPECT_NE(r.text.find("resumed"), std::string::npos) << r.text;
+  auto m2 = read_metrics(dir_ / "run" / "metrics.jsonl");
+  ASSERT_EQ(m2.size(), 3u);
+  EXPECT_EQ(m2[2]["epoch"], 3);
+}
+
+TEST_F(CliTrain, ConfigErrorsAreOneClearLine) {
+  std::ofstream(dir_ / "bad.yaml") << "model:\n  hiden: 16\n";
+  Out b = recur_cmd("train " + (dir_ / "bad.yaml").string());
+  EXPECT_NE(b.status, 0);
+  EXPECT_NE(b.text.find("model.hiden"), std::string::npos) << b.text;
+  EXPECT_NE(b.text.find("did you mean 'model.hidden'"), std::string::npos) << b.text;
+  Out s = recur_cmd("train " + cfg() + " --set model.hidden=abc");
+  EXPECT_NE(s.status, 0);
+  EXPECT_NE(s.text.find("model.hidden"), std::string::npos) << s.text;
+  Out p = recur_cmd("train " + cfg() + " --print-config");
+  EXPECT_EQ(p.status, 0) << p.text;
+  EXPECT_NE(p.text.find("hidden: 16"), std::string::npos) << p.text;
+}
+
+TEST_F(CliTrain, MissingDataNamesTheFile) {
+  fs::remove(dir_ / "data" / "t10k-labels-idx1-ubyte");
+  Out t = recur_cmd("train " + cfg() + " --out " + (dir_ / "run2").string());
+  EXPECT_NE(t.status, 0);
+  EXPECT_NE(t.text.find("t10k-labels"), std::string::npos) << t.text;
+}
+
+}  // namespace
+}  // namespace recur
