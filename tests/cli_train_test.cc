@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "recur/core/rng.h"
 
@@ -108,6 +109,47 @@ TEST_F(CliTrain, TrainEvalResume) {
   auto m2 = read_metrics(dir_ / "run" / "metrics.jsonl");
   ASSERT_EQ(m2.size(), 3u);
   EXPECT_EQ(m2[2]["epoch"], 3);
+}
+
+// A line of 784 pixels showing class `label` the way write_idx draws it.
+std::string image_line(int label) {
+  std::string line;
+  for (int r = 0; r < 28; ++r)
+    for (int c = 0; c < 28; ++c) line += (r == 3 * label ? "250" : "10") + std::string(c + r * 28 < 783 ? " " : "");
+  return line;
+}
+
+TEST_F(CliTrain, PredictStreamsOneLabelPerLine) {
+  const std::string out = (dir_ / "run").string();
+  ASSERT_EQ(recur_cmd("train " + cfg() + " --out " + out).status, 0);
+  std::ofstream(dir_ / "in.txt") << image_line(1) << "\n\n" << image_line(7) << "\n";
+  Out p = recur_cmd("predict --checkpoint " + out + "/best.safetensors --input " + (dir_ / "in.txt").string() + " --json");
+  ASSERT_EQ(p.status, 0) << p.text;
+  std::vector<nlohmann::json> rows;
+  std::stringstream ss(p.text);
+  std::string line;
+  while (std::getline(ss, line))
+    if (!line.empty() && line[0] == '{') rows.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(rows.size(), 2u) << p.text;
+  EXPECT_EQ(rows[0]["line"], 1);
+  EXPECT_EQ(rows[1]["line"], 3);
+  for (auto& r : rows) {
+    EXPECT_GT(r["probability"].get<double>(), 0.0);
+    EXPECT_LE(r["probability"].get<double>(), 1.0);
+  }
+  std::ofstream(dir_ / "bad.txt") << image_line(2) << "\n" << "1 2 3\n";
+  Out b = recur_cmd("predict --checkpoint " + out + "/best.safetensors --input " + (dir_ / "bad.txt").string());
+  EXPECT_NE(b.status, 0);
+  EXPECT_NE(b.text.find("bad.txt:2"), std::string::npos) << b.text;
+  EXPECT_NE(b.text.find("784"), std::string::npos) << b.text;
+}
+
+TEST_F(CliTrain, PredictRejectsACheckpointFromElsewhere) {
+  Out d = recur_cmd("demo --epochs 1 --threads 1 --out " + (dir_ / "demo").string());
+  ASSERT_EQ(d.status, 0) << d.text;
+  Out p = recur_cmd("predict --checkpoint " + (dir_ / "demo" / "demo.safetensors").string() + " --input /dev/null");
+  EXPECT_NE(p.status, 0);
+  EXPECT_NE(p.text.find("not written by recur train"), std::string::npos) << p.text;
 }
 
 TEST_F(CliTrain, ConfigErrorsAreOneClearLine) {

@@ -10,7 +10,7 @@ void add_bench(CLI::App& app);
 void add_demo(CLI::App& app);
 /// `recur data fetch|list`.
 void add_data(CLI::App& app);
-/// `recur train` and `recur eval`.
+/// `recur train`, `recur eval` and `recur predict`.
 void add_train(CLI::App& app);
 
 }  // namespace recur::cli

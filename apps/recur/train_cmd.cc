@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -326,6 +327,84 @@ void run_eval(const EvalSettings& s) {
     std::cout << fmt::format("{}: accuracy {:.2f}% loss {:.4f} ({} examples)\n", s.split, 100 * m.accuracy, m.loss, m.count);
 }
 
+struct PredictSettings {
+  std::string checkpoint, input = "-";
+  bool json = false;
+  int threads = 1;
+};
+
+// One image per input line: 784 pixel values (0-255), separated by spaces or commas.
+Tensor parse_image_line(const std::string& line, const std::string& where, const data::PixelNorm& norm) {
+  Tensor img({28, 28});
+  int64_t n = 0;
+  const char* p = line.c_str();
+  while (*p) {
+    while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\r') ++p;
+    if (!*p) break;
+    char* end = nullptr;
+    const double v = std::strtod(p, &end);
+    RECUR_CHECK(end != p, "{}: not a number at '{}'", where, std::string(p).substr(0, 12));
+    RECUR_CHECK(n < 784, "{}: more than 784 pixel values", where);
+    RECUR_CHECK(v >= 0 && v <= 255, "{}: pixel {} is {}, outside 0..255", where, n, v);
+    img.f32()[n++] = static_cast<float>((v / 255.0 - norm.mean) / norm.std);
+    p = end;
+  }
+  RECUR_CHECK(n == 784, "{}: {} pixel values, expected 784 (28x28)", where, n);
+  return img;
+}
+
+void run_predict(const PredictSettings& s) {
+  set_num_threads(s.threads);
+  const nlohmann::json meta = train::read_checkpoint_config(s.checkpoint);
+  RECUR_CHECK(meta.contains("config") && meta.contains("pixel_norm"),
+              "predict: checkpoint '{}' was not written by recur train (no config/pixel_norm in its metadata)",
+              s.checkpoint);
+  Config c(train_schema());
+  c.load_json(meta.at("config"));
+  RECUR_CHECK(c.get_string("task") == "fashion-rows", "predict: checkpoint '{}' is for task '{}', which predict does not serve",
+              s.checkpoint, c.get_string("task"));
+  data::PixelNorm norm{meta.at("pixel_norm").at(0).get<float>(), meta.at("pixel_norm").at(1).get<float>()};
+  data::SequenceDataset shape;
+  shape.feature_dim = 28;
+  shape.num_classes = 10;
+  Rng rng(0);
+  models::Seq2Vec model(model_options(c, shape), rng);
+  train::load_checkpoint(s.checkpoint, model, nullptr);
+  model.train(false);
+  std::ifstream file;
+  if (s.input != "-") {
+    file.open(s.input);
+    RECUR_CHECK(file.good(), "predict: cannot open input '{}'", s.input);
+  }
+  std::istream& in = s.input == "-" ? std::cin : file;
+  const auto& names = data::fashion_mnist_class_names();
+  std::string line;
+  for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    Tensor img = parse_image_line(line, fmt::format("{}:{}", s.input == "-" ? "stdin" : s.input, line_no), norm);
+    PackedBatch pb = PackedBatch::from_lengths({28});
+    Tape tape;
+    NoGrad ng(tape);
+    Var logits = model.forward(tape, img, pb, 0);
+    const float* l = logits.value().f32();
+    int64_t best = 0;
+    double mx = l[0], z = 0;
+    for (int64_t k = 1; k < 10; ++k) {
+      if (l[k] > l[best]) best = k;
+      mx = std::max(mx, static_cast<double>(l[k]));
+    }
+    for (int64_t k = 0; k < 10; ++k) z += std::exp(l[k] - mx);
+    const double prob = std::exp(l[best] - mx) / z;
+    if (s.json)
+      std::cout << nlohmann::json{{"line", line_no}, {"label", names[static_cast<size_t>(best)]}, {"class", best},
+                                  {"probability", prob}}
+                       .dump()
+                << std::endl;
+    else
+      std::cout << names[static_cast<size_t>(best)] << "\t" << fmt::format("{:.4f}", prob) << std::endl;
+  }
+}
+
 }  // namespace
 
 void add_train(CLI::App& app) {
@@ -348,6 +427,14 @@ void add_train(CLI::App& app) {
   ev->add_option("--set", e->sets, "Override a config key: key=value (repeatable)");
   ev->add_flag("--json", e->json, "Print the metrics as JSON");
   ev->callback([e] { run_eval(*e); });
+
+  auto p = std::make_shared<PredictSettings>();
+  CLI::App* pr = app.add_subcommand("predict", "Label inputs with a trained checkpoint, one input per line, streaming");
+  pr->add_option("--checkpoint", p->checkpoint, "Checkpoint written by recur train")->required()->check(CLI::ExistingFile);
+  pr->add_option("--input", p->input, "Input file, or - for stdin (default)");
+  pr->add_flag("--json", p->json, "One JSON object per input");
+  pr->add_option("--threads", p->threads, "Threads")->check(CLI::PositiveNumber);
+  pr->callback([p] { run_predict(*p); });
 }
 
 }  // namespace recur::cli

@@ -37,6 +37,11 @@ void save_checkpoint(const std::string& path, const nn::Module& module, const Op
   save_safetensors(path, tensors, metadata);
 }
 
+json read_checkpoint_config(const std::string& path) {
+  SafetensorsFile file = load_safetensors(path);
+  return file.metadata.count("config") ? parse_metadata_json(file, "config", path) : json::object();
+}
+
 json load_checkpoint(const std::string& path, nn::Module& module, Optimizer* optimizer) {
   SafetensorsFile file = load_safetensors(path);
 

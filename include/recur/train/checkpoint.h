@@ -28,4 +28,8 @@ void save_checkpoint(const std::string& path, const nn::Module& module, const Op
 /// naming `path`. Optimizer tensors in the file are ignored when `optimizer` is null.
 nlohmann::json load_checkpoint(const std::string& path, nn::Module& module, Optimizer* optimizer);
 
+/// The config stored in a checkpoint (an empty object when it has none), without a model: what a
+/// tool needs to rebuild the model before loading it.
+nlohmann::json read_checkpoint_config(const std::string& path);
+
 }  // namespace recur::train
