@@ -15,6 +15,7 @@
 #include "recur/data/dataset.h"
 #include "recur/data/fetch.h"
 #include "recur/data/idx.h"
+#include "recur/data/series.h"
 #include "recur/models/seq2vec.h"
 #include "recur/ops/loss.h"
 #include "recur/train/checkpoint.h"
@@ -30,10 +31,15 @@ namespace fs = std::filesystem;
 std::vector<ConfigKey> train_schema() {
   using V = ValueType;
   return {
-      {"task", V::String, "fashion-rows", "the task: Fashion-MNIST images read row by row", {"fashion-rows"}},
+      {"task", V::String, "fashion-rows", "fashion-rows (classify images read row by row) or births (forecast)",
+       {"fashion-rows", "births"}},
       {"data.dir", V::String, "", "data folder; empty: fetch into the cache (recur data fetch)", {}},
       {"data.limit", V::Int, "0", "use only the first N training examples (0: all)", {}},
-      {"data.valid_fraction", V::Float, "0.1", "share of the training set held out for validation (by hash)", {}},
+      {"data.valid_fraction", V::Float, "0.1", "fashion-rows: share of the training set held out for validation", {}},
+      {"data.window", V::Int, "56", "births: days of history the model reads", {}},
+      {"data.horizon", V::Int, "7", "births: days forecast", {}},
+      {"data.stride", V::Int, "1", "births: days between training windows", {}},
+      {"data.test_from_year", V::Int, "1987", "births: forecasts of this year on are the test set", {}},
       {"model.cell", V::String, "gru", "recurrent cell", {"lstm", "gru", "rnn"}},
       {"model.hidden", V::Int, "128", "hidden units per direction", {}},
       {"model.layers", V::Int, "1", "stacked recurrent layers", {}},
@@ -70,10 +76,43 @@ models::Pooling pooling_of(const std::string& s) {
 
 struct TaskData {
   data::SequenceDataset train, valid, test;
-  data::PixelNorm norm;
+  bool regression = false;
+  data::PixelNorm norm;        // fashion-rows
+  data::SeriesNorm series_norm;  // births
+  // births: per example, the actual values and the seasonal-naive forecasts (value a week earlier).
+  std::vector<std::vector<double>> valid_actual, valid_naive, test_actual, test_naive;
+  nlohmann::json meta() const {
+    return regression ? nlohmann::json{{"series_norm", {series_norm.mean, series_norm.std}}}
+                      : nlohmann::json{{"pixel_norm", {norm.mean, norm.std}}};
+  }
 };
 
+// Births: train on forecasts before the validation year, validate on the year before
+// data.test_from_year, test on the rest; the normalisation sees the training days only.
+TaskData load_births(const Config& c) {
+  std::string dir = c.get_string("data.dir");
+  if (dir.empty()) dir = data::fetch_dataset("births", data::default_cache_dir(), &std::cerr).path;
+  const data::DailySeries s = data::read_daily_csv((fs::path(dir) / "data" / "data.csv").string(), "births");
+  const int64_t year = c.get_int("data.test_from_year");
+  const int64_t test_from = data::first_day_of_year(s, static_cast<int32_t>(year));
+  const int64_t valid_from = data::first_day_of_year(s, static_cast<int32_t>(year - 1));
+  const int64_t n = static_cast<int64_t>(s.value.size());
+  data::WindowOptions w{c.get_int("data.window"), c.get_int("data.horizon"), c.get_int("data.stride")};
+  TaskData t;
+  t.regression = true;
+  t.series_norm = data::fit_norm(s, 0, valid_from - 1);
+  t.train = data::make_windows(s, w, t.series_norm, 0, valid_from - 1).data;
+  data::WindowOptions every_day = w;
+  every_day.stride = 1;
+  data::SeriesWindows v = data::make_windows(s, every_day, t.series_norm, valid_from, test_from - 1);
+  data::SeriesWindows te = data::make_windows(s, every_day, t.series_norm, test_from, n - 1);
+  t.valid = v.data, t.valid_actual = v.actual, t.valid_naive = v.naive;
+  t.test = te.data, t.test_actual = te.actual, t.test_naive = te.naive;
+  return t;
+}
+
 TaskData load_task(const Config& c, bool need_train) {
+  if (c.get_string("task") == "births") return load_births(c);
   std::string dir = c.get_string("data.dir");
   if (dir.empty()) dir = data::fetch_dataset("fashion-mnist", data::default_cache_dir(), &std::cerr).path;
   TaskData t;
@@ -95,7 +134,7 @@ TaskData load_task(const Config& c, bool need_train) {
   return t;
 }
 
-models::Seq2VecOptions model_options(const Config& c, const data::SequenceDataset& ds) {
+models::Seq2VecOptions model_options(const Config& c, const data::SequenceDataset& ds, bool regression) {
   models::Seq2VecOptions o;
   o.input_size = ds.feature_dim;
   o.input_proj = c.get_int("model.input_proj");
@@ -107,34 +146,57 @@ models::Seq2VecOptions model_options(const Config& c, const data::SequenceDatase
   o.pooling = pooling_of(c.get_string("model.pooling"));
   o.mlp_hidden = c.get_int_list("model.mlp");
   o.dropout = static_cast<float>(c.get_float("model.dropout"));
-  o.outputs = ds.num_classes;
+  o.outputs = regression ? c.get_int("data.horizon") : ds.num_classes;
   return o;
 }
 
 struct Metrics {
-  double loss = 0, accuracy = 0;
+  bool regression = false;
+  double loss = 0, accuracy = 0, mae = 0, naive_mae = 0;
   int64_t count = 0;
+  /// Higher is better: accuracy, or minus the MAE.
+  double score() const { return regression ? -mae : accuracy; }
+  std::string summary() const {
+    if (!regression) return fmt::format("accuracy {:.2f}% loss {:.4f}", 100 * accuracy, loss);
+    return fmt::format("MAE {:.1f} (seasonal naive {:.1f}: {:+.1f}%) loss {:.4f}", mae, naive_mae,
+                       100 * (mae / naive_mae - 1), loss);
+  }
 };
 
-Metrics evaluate(models::Seq2Vec& model, const data::SequenceDataset& ds, int64_t batch) {
+// Metrics over a split; `actual`/`naive` are the births forecasts' truth and baseline per example.
+Metrics evaluate(models::Seq2Vec& model, const data::SequenceDataset& ds, int64_t batch, const TaskData& t,
+                 const std::vector<std::vector<double>>* actual = nullptr,
+                 const std::vector<std::vector<double>>* naive = nullptr) {
   model.train(false);
   Metrics m;
+  m.regression = t.regression;
   data::BatchingOptions bo;
   bo.max_batch = batch;
   bo.shuffle = false;
   bo.bucket_by_length = false;
   int64_t right = 0;
-  double loss_sum = 0;
+  double loss_sum = 0, err = 0, naive_err = 0, points = 0;
   for (const auto& idx : data::make_batches(ds, bo, 0)) {
     data::Batch b = data::collate(ds, idx);
     Tape tape;
     NoGrad ng(tape);
-    Var logits = model.forward(tape, b.x, b.layout, 0);
-    Var loss = cross_entropy(tape, logits, b.labels);
-    const int64_t B = b.layout.batch(), C = logits.value().dim(1);
+    Var out = model.forward(tape, b.x, b.layout, 0);
+    Var loss = t.regression ? mse(tape, out, b.targets) : cross_entropy(tape, out, b.labels);
+    const int64_t B = b.layout.batch(), C = out.value().dim(1);
     loss_sum += loss.value().item() * static_cast<double>(B);
-    const float* l = logits.value().f32();
+    const float* l = out.value().f32();
     for (int64_t r = 0; r < B; ++r) {
+      if (t.regression) {
+        const auto& act = (*actual)[static_cast<size_t>(b.indices[static_cast<size_t>(r)])];
+        const auto& nv = (*naive)[static_cast<size_t>(b.indices[static_cast<size_t>(r)])];
+        for (int64_t k = 0; k < C; ++k) {
+          const double pred = l[r * C + k] * t.series_norm.std + t.series_norm.mean;
+          err += std::fabs(pred - act[static_cast<size_t>(k)]);
+          naive_err += std::fabs(nv[static_cast<size_t>(k)] - act[static_cast<size_t>(k)]);
+          points += 1;
+        }
+        continue;
+      }
       int64_t best = 0;
       for (int64_t k = 1; k < C; ++k)
         if (l[r * C + k] > l[r * C + best]) best = k;
@@ -147,7 +209,13 @@ Metrics evaluate(models::Seq2Vec& model, const data::SequenceDataset& ds, int64_
     m.loss = loss_sum / static_cast<double>(m.count);
     m.accuracy = static_cast<double>(right) / static_cast<double>(m.count);
   }
+  if (points > 0) m.mae = err / points, m.naive_mae = naive_err / points;
   return m;
+}
+
+Metrics evaluate_split(models::Seq2Vec& model, const TaskData& t, bool test) {
+  return test ? evaluate(model, t.test, 256, t, &t.test_actual, &t.test_naive)
+              : evaluate(model, t.valid, 256, t, &t.valid_actual, &t.valid_naive);
 }
 
 std::unique_ptr<train::Optimizer> make_optimizer(const Config& c, const train::NamedParams& params) {
@@ -208,7 +276,7 @@ void run_train(const TrainSettings& s) {
               t.valid.examples.size());
   const uint64_t seed = static_cast<uint64_t>(c.get_int("train.seed"));
   Rng rng(seed);
-  models::Seq2Vec model(model_options(c, t.train), rng);
+  models::Seq2Vec model(model_options(c, t.train, t.regression), rng);
   auto params = model.named_parameters();
   auto opt = make_optimizer(c, params);
   const int64_t epochs = c.get_int("train.epochs"), batch = c.get_int("train.batch");
@@ -229,16 +297,17 @@ void run_train(const TrainSettings& s) {
 
   fs::create_directories(s.out);
   int64_t start_epoch = 1, step = 0, bad_epochs = 0;
-  double best = -1;
+  double best = -1e300;
   auto meta = [&](int64_t epoch) {
-    return nlohmann::json{{"config", c.to_json()}, {"epoch", epoch}, {"step", step}, {"best_accuracy", best},
-                          {"pixel_norm", {t.norm.mean, t.norm.std}}};
+    nlohmann::json m = t.meta();
+    m.update({{"config", c.to_json()}, {"epoch", epoch}, {"step", step}, {"best_score", best}});
+    return m;
   };
   if (!s.resume.empty()) {
     nlohmann::json m = train::load_checkpoint(s.resume, model, opt.get());
     start_epoch = m.at("epoch").get<int64_t>() + 1;
     step = m.at("step").get<int64_t>();
-    best = m.at("best_accuracy").get<double>();
+    best = m.at("best_score").get<double>();
     std::cerr << fmt::format("resumed from {} after epoch {} (step {})\n", s.resume, start_epoch - 1, step);
   }
   std::ofstream metrics(fs::path(s.out) / "metrics.jsonl", std::ios::app);
@@ -258,8 +327,8 @@ void run_train(const TrainSettings& s) {
       opt->set_lr(train::lr_at(so, step));
       Tape tape;
       opt->zero_grad();
-      Var loss = cross_entropy(tape, model.forward(tape, b.x, b.layout, mix64(seed ^ static_cast<uint64_t>(step))),
-                               b.labels);
+      Var out = model.forward(tape, b.x, b.layout, mix64(seed ^ static_cast<uint64_t>(step)));
+      Var loss = t.regression ? mse(tape, out, b.targets) : cross_entropy(tape, out, b.labels);
       const double lv = loss.value().item();
       RECUR_CHECK(std::isfinite(lv), "train: the loss became {} at epoch {} step {}; lower train.lr or set train.clip",
                   lv, epoch, step);
@@ -278,19 +347,20 @@ void run_train(const TrainSettings& s) {
                                  static_cast<double>(tokens) / secs, eta, tty ? "   " : "\n");
       }
     }
-    Metrics v = evaluate(model, t.valid, 256);
-    const bool improved = v.accuracy > best;
-    if (improved) best = v.accuracy;
+    Metrics v = evaluate_split(model, t, false);
+    const bool improved = v.score() > best;
+    if (improved) best = v.score();
     bad_epochs = improved ? 0 : bad_epochs + 1;
     const double secs = seconds_since(t_epoch);
     if (tty) std::cerr << "\n";
-    std::cerr << fmt::format("epoch {} train loss {:.4f} valid loss {:.4f} valid accuracy {:.2f}%{} ({:.0f} s)\n", epoch,
-                             loss_sum / static_cast<double>(seen), v.loss, 100 * v.accuracy, improved ? " *" : "", secs);
-    metrics << nlohmann::json{{"epoch", epoch}, {"step", step}, {"train_loss", loss_sum / static_cast<double>(seen)},
-                              {"valid_loss", v.loss}, {"valid_accuracy", v.accuracy}, {"lr", opt->lr()},
-                              {"seconds", secs}, {"tokens_per_s", static_cast<double>(tokens) / secs}}
-                   .dump()
-            << std::endl;
+    std::cerr << fmt::format("epoch {} train loss {:.4f} valid {}{} ({:.0f} s)\n", epoch,
+                             loss_sum / static_cast<double>(seen), v.summary(), improved ? " *" : "", secs);
+    nlohmann::json row{{"epoch", epoch}, {"step", step}, {"train_loss", loss_sum / static_cast<double>(seen)},
+                       {"valid_loss", v.loss}, {"lr", opt->lr()}, {"seconds", secs},
+                       {"tokens_per_s", static_cast<double>(tokens) / secs}};
+    if (t.regression) row.update({{"valid_mae", v.mae}, {"valid_naive_mae", v.naive_mae}});
+    else row["valid_accuracy"] = v.accuracy;
+    metrics << row.dump() << std::endl;
     train::save_checkpoint((fs::path(s.out) / "last.safetensors").string(), model, opt.get(), meta(epoch));
     if (improved) train::save_checkpoint((fs::path(s.out) / "best.safetensors").string(), model, nullptr, meta(epoch));
     if (bad_epochs >= c.get_int("train.patience")) {
@@ -298,11 +368,11 @@ void run_train(const TrainSettings& s) {
       break;
     }
   }
-  models::Seq2Vec best_model(model_options(c, t.train), rng);
+  models::Seq2Vec best_model(model_options(c, t.train, t.regression), rng);
   train::load_checkpoint((fs::path(s.out) / "best.safetensors").string(), best_model, nullptr);
-  Metrics test = evaluate(best_model, t.test, 256);
-  std::cout << fmt::format("test accuracy {:.2f}% ({} examples), loss {:.4f}; best valid accuracy {:.2f}%; {:.0f} s\n",
-                           100 * test.accuracy, test.count, test.loss, 100 * best, seconds_since(t_start));
+  Metrics test = evaluate_split(best_model, t, true);
+  std::cout << fmt::format("test {} ({} examples); best valid score {:.4f}; {:.0f} s\n", test.summary(), test.count, best,
+                           seconds_since(t_start));
 }
 
 struct EvalSettings {
@@ -317,14 +387,17 @@ void run_eval(const EvalSettings& s) {
   TaskData t = load_task(c, false);
   const data::SequenceDataset& ds = s.split == "valid" ? t.valid : t.test;
   Rng rng(0);
-  models::Seq2Vec model(model_options(c, ds), rng);
+  models::Seq2Vec model(model_options(c, ds, t.regression), rng);
   train::load_checkpoint(s.checkpoint, model, nullptr);
-  Metrics m = evaluate(model, ds, 256);
-  if (s.json)
-    std::cout << nlohmann::json{{"split", s.split}, {"accuracy", m.accuracy}, {"loss", m.loss}, {"examples", m.count}}.dump()
-              << std::endl;
-  else
-    std::cout << fmt::format("{}: accuracy {:.2f}% loss {:.4f} ({} examples)\n", s.split, 100 * m.accuracy, m.loss, m.count);
+  Metrics m = evaluate_split(model, t, s.split == "test");
+  if (s.json) {
+    nlohmann::json j{{"split", s.split}, {"loss", m.loss}, {"examples", m.count}};
+    if (t.regression) j.update({{"mae", m.mae}, {"naive_mae", m.naive_mae}});
+    else j["accuracy"] = m.accuracy;
+    std::cout << j.dump() << std::endl;
+  } else {
+    std::cout << fmt::format("{}: {} ({} examples)\n", s.split, m.summary(), m.count);
+  }
 }
 
 struct PredictSettings {
@@ -368,7 +441,7 @@ void run_predict(const PredictSettings& s) {
   shape.feature_dim = 28;
   shape.num_classes = 10;
   Rng rng(0);
-  models::Seq2Vec model(model_options(c, shape), rng);
+  models::Seq2Vec model(model_options(c, shape, false), rng);
   train::load_checkpoint(s.checkpoint, model, nullptr);
   model.train(false);
   std::ifstream file;
