@@ -174,6 +174,42 @@ TEST_F(CliTrain, ResumeIsBitIdenticalToAnUninterruptedRun) {
   }
 }
 
+// The forecasting task end to end on a synthetic daily series with a weekly pattern.
+TEST_F(CliTrain, BirthsForecastTrainsAndReportsMaeAgainstSeasonalNaive) {
+  fs::create_directories(dir_ / "births" / "data");
+  std::ofstream csv(dir_ / "births" / "data" / "data.csv");
+  csv << "year,month,date_of_month,day_of_week,births\n";
+  // 1985-01-01 was a Tuesday (2); three years of days.
+  const int month_len[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int weekday = 2;
+  Rng rng(3);
+  for (int y = 1985; y <= 1987; ++y)
+    for (int m = 1; m <= 12; ++m)
+      for (int d = 1; d <= month_len[m - 1]; ++d) {
+        const double v = 9000 + (weekday >= 6 ? -1500 : 300) + 40 * (y - 1985) + 100 * rng.normal();
+        csv << y << "," << m << "," << d << "," << weekday << "," << static_cast<int>(v) << "\n";
+        weekday = weekday % 7 + 1;
+      }
+  csv.close();
+  std::ofstream(dir_ / "births.yaml") << "task: births\ndata:\n  dir: " << (dir_ / "births").string()
+                                      << "\n  window: 14\n  test_from_year: 1987\nmodel:\n  hidden: 16\n"
+                                         "train:\n  epochs: 2\n  threads: 1\n";
+  const std::string out = (dir_ / "brun").string();
+  Out t = recur_cmd("train " + (dir_ / "births.yaml").string() + " --out " + out);
+  ASSERT_EQ(t.status, 0) << t.text;
+  EXPECT_NE(t.text.find("test MAE"), std::string::npos) << t.text;
+  EXPECT_NE(t.text.find("seasonal naive"), std::string::npos) << t.text;
+  auto m = read_metrics(dir_ / "brun" / "metrics.jsonl");
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_GT(m[1]["valid_mae"].get<double>(), 0.0);
+  EXPECT_GT(m[1]["valid_naive_mae"].get<double>(), 0.0);
+  Out e = recur_cmd("eval " + (dir_ / "births.yaml").string() + " --checkpoint " + out + "/best.safetensors --json");
+  ASSERT_EQ(e.status, 0) << e.text;
+  auto j = nlohmann::json::parse(e.text.substr(e.text.find('{')));
+  EXPECT_EQ(j["examples"], 365 - 7 + 1);
+  EXPECT_TRUE(j.contains("mae"));
+}
+
 TEST_F(CliTrain, ConfigErrorsAreOneClearLine) {
   std::ofstream(dir_ / "bad.yaml") << "model:\n  hiden: 16\n";
   Out b = recur_cmd("train " + (dir_ / "bad.yaml").string());

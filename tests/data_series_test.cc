@@ -171,12 +171,12 @@ TEST(DataSeriesWindows, CountAndContents) {
     const int64_t e = 7 + 2 * j;
     EXPECT_EQ(w.end_day[static_cast<size_t>(j)], e);
     const Example& ex = w.data[j];
-    ASSERT_EQ(ex.features.shape(), (Shape{11, 11}));
+    ASSERT_EQ(ex.features.shape(), (Shape{11, kSeriesFeatureDim}));
     ASSERT_EQ(ex.target.shape(), (Shape{3}));
     const float* f = ex.features.f32();
     for (int64_t t = 0; t < 11; ++t) {
       const auto day = static_cast<size_t>(e - 7 + t);
-      const float* row = f + t * 11;
+      const float* row = f + t * kSeriesFeatureDim;
       const bool future = t >= 8;
       EXPECT_FLOAT_EQ(row[0], future ? 0.0f : static_cast<float>((s.value[day] - 50.0) / 10.0)) << j << " " << t;
       for (int k = 1; k <= 7; ++k) EXPECT_EQ(row[k], k == s.weekday[day] ? 1.0f : 0.0f) << j << " " << t;
@@ -184,6 +184,7 @@ TEST(DataSeriesWindows, CountAndContents) {
       EXPECT_NEAR(row[8], std::sin(angle), 1e-6);
       EXPECT_NEAR(row[9], std::cos(angle), 1e-6);
       EXPECT_EQ(row[10], future ? 1.0f : 0.0f);
+      EXPECT_EQ(row[11], us_holiday(s.year[day], s.month[day], s.day[day]) ? 1.0f : 0.0f);
     }
     for (int64_t k = 0; k < 3; ++k) {
       const auto d = static_cast<size_t>(e + 1 + k);
@@ -293,6 +294,18 @@ TEST(DataSeriesReal, BirthsSeasonalNaive) {
   RecordProperty("seasonal_naive_mae", std::to_string(mae));
   EXPECT_GT(mae, 100);
   EXPECT_LT(mae, 2000);
+}
+
+TEST(DataSeriesCalendar, UsHolidays) {
+  EXPECT_TRUE(us_holiday(1987, 1, 1));
+  EXPECT_TRUE(us_holiday(1987, 7, 4));
+  EXPECT_TRUE(us_holiday(1987, 12, 25));
+  EXPECT_TRUE(us_holiday(1987, 5, 25));   // last Monday of May 1987
+  EXPECT_FALSE(us_holiday(1987, 5, 18));  // a Monday, not the last
+  EXPECT_TRUE(us_holiday(1987, 9, 7));    // first Monday of September 1987
+  EXPECT_TRUE(us_holiday(1987, 11, 26));  // fourth Thursday of November 1987
+  EXPECT_FALSE(us_holiday(1987, 11, 19));
+  EXPECT_FALSE(us_holiday(1987, 3, 3));
 }
 
 }  // namespace

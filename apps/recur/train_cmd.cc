@@ -79,13 +79,34 @@ struct TaskData {
   bool regression = false;
   data::PixelNorm norm;        // fashion-rows
   data::SeriesNorm series_norm;  // births
-  // births: per example, the actual values and the seasonal-naive forecasts (value a week earlier).
+  // births: per example, the actual values and the seasonal-naive forecasts (value a week earlier),
+  // and the level (mean z of the observed days) taken out of its inputs and targets.
   std::vector<std::vector<double>> valid_actual, valid_naive, test_actual, test_naive;
+  std::vector<double> valid_level, test_level;
   nlohmann::json meta() const {
     return regression ? nlohmann::json{{"series_norm", {series_norm.mean, series_norm.std}}}
                       : nlohmann::json{{"pixel_norm", {norm.mean, norm.std}}};
   }
 };
+
+// Each window is expressed relative to its own level (the mean z of its observed days): the
+// births level drifts upwards over the years, and a model that learned absolute levels on
+// 1969-1985 would have to extrapolate on 1987-1988. Returns each window's level.
+std::vector<double> remove_levels(data::SequenceDataset& ds, int64_t window) {
+  std::vector<double> levels;
+  for (auto& ex : ds.examples) {
+    Tensor f = ex.features.clone();
+    double level = 0;
+    for (int64_t r = 0; r < window; ++r) level += f.f32()[r * f.dim(1)];
+    level /= static_cast<double>(window);
+    for (int64_t r = 0; r < window; ++r) f.f32()[r * f.dim(1)] -= static_cast<float>(level);
+    Tensor tg = ex.target.clone();
+    for (int64_t k = 0; k < tg.numel(); ++k) tg.f32()[k] -= static_cast<float>(level);
+    ex.features = f, ex.target = tg;
+    levels.push_back(level);
+  }
+  return levels;
+}
 
 // Births: train on forecasts before the validation year, validate on the year before
 // data.test_from_year, test on the rest; the normalisation sees the training days only.
@@ -108,6 +129,9 @@ TaskData load_births(const Config& c) {
   data::SeriesWindows te = data::make_windows(s, every_day, t.series_norm, test_from, n - 1);
   t.valid = v.data, t.valid_actual = v.actual, t.valid_naive = v.naive;
   t.test = te.data, t.test_actual = te.actual, t.test_naive = te.naive;
+  remove_levels(t.train, w.window);
+  t.valid_level = remove_levels(t.valid, w.window);
+  t.test_level = remove_levels(t.test, w.window);
   return t;
 }
 
@@ -166,7 +190,7 @@ struct Metrics {
 // Metrics over a split; `actual`/`naive` are the births forecasts' truth and baseline per example.
 Metrics evaluate(models::Seq2Vec& model, const data::SequenceDataset& ds, int64_t batch, const TaskData& t,
                  const std::vector<std::vector<double>>* actual = nullptr,
-                 const std::vector<std::vector<double>>* naive = nullptr) {
+                 const std::vector<std::vector<double>>* naive = nullptr, const std::vector<double>* level = nullptr) {
   model.train(false);
   Metrics m;
   m.regression = t.regression;
@@ -187,10 +211,11 @@ Metrics evaluate(models::Seq2Vec& model, const data::SequenceDataset& ds, int64_
     const float* l = out.value().f32();
     for (int64_t r = 0; r < B; ++r) {
       if (t.regression) {
-        const auto& act = (*actual)[static_cast<size_t>(b.indices[static_cast<size_t>(r)])];
-        const auto& nv = (*naive)[static_cast<size_t>(b.indices[static_cast<size_t>(r)])];
+        const size_t e = static_cast<size_t>(b.indices[static_cast<size_t>(r)]);
+        const auto& act = (*actual)[e];
+        const auto& nv = (*naive)[e];
         for (int64_t k = 0; k < C; ++k) {
-          const double pred = l[r * C + k] * t.series_norm.std + t.series_norm.mean;
+          const double pred = (l[r * C + k] + (*level)[e]) * t.series_norm.std + t.series_norm.mean;
           err += std::fabs(pred - act[static_cast<size_t>(k)]);
           naive_err += std::fabs(nv[static_cast<size_t>(k)] - act[static_cast<size_t>(k)]);
           points += 1;
@@ -214,8 +239,8 @@ Metrics evaluate(models::Seq2Vec& model, const data::SequenceDataset& ds, int64_
 }
 
 Metrics evaluate_split(models::Seq2Vec& model, const TaskData& t, bool test) {
-  return test ? evaluate(model, t.test, 256, t, &t.test_actual, &t.test_naive)
-              : evaluate(model, t.valid, 256, t, &t.valid_actual, &t.valid_naive);
+  return test ? evaluate(model, t.test, 256, t, &t.test_actual, &t.test_naive, &t.test_level)
+              : evaluate(model, t.valid, 256, t, &t.valid_actual, &t.valid_naive, &t.valid_level);
 }
 
 std::unique_ptr<train::Optimizer> make_optimizer(const Config& c, const train::NamedParams& params) {

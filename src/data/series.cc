@@ -85,6 +85,20 @@ void check_day_range(const DailySeries& s, const char* what, int64_t first, int6
               last, s.size());
 }
 
+}  // namespace
+
+bool us_holiday(int32_t year, int32_t month, int32_t day) {
+  const int32_t wd = iso_weekday(year, month, day);  // 1 = Monday
+  if ((month == 1 && day == 1) || (month == 7 && day == 4) || (month == 12 && (day == 24 || day == 25 || day == 31)))
+    return true;
+  if (month == 5 && wd == 1 && day + 7 > 31) return true;     // last Monday of May
+  if (month == 9 && wd == 1 && day <= 7) return true;         // first Monday of September
+  if (month == 11 && wd == 4 && day > 21 && day <= 28) return true;  // fourth Thursday of November
+  return false;
+}
+
+namespace {
+
 // Writes the feature row of day i; `observed` rows carry z(value), future rows a 0 and the flag.
 void day_row(const DailySeries& s, const SeriesNorm& norm, int64_t i, bool observed, float* row) {
   const auto u = static_cast<size_t>(i);
@@ -96,6 +110,7 @@ void day_row(const DailySeries& s, const SeriesNorm& norm, int64_t i, bool obser
   row[8] = static_cast<float>(std::sin(angle));
   row[9] = static_cast<float>(std::cos(angle));
   row[10] = observed ? 0.0f : 1.0f;
+  row[11] = us_holiday(s.year[u], s.month[u], s.day[u]) ? 1.0f : 0.0f;
 }
 
 }  // namespace

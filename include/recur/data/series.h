@@ -42,8 +42,14 @@ struct SeriesNorm {
   double mean = 0, std = 1;
 };
 
-/// Width of a feature row: [z(value), weekday one-hot (7), sin, cos of the day of year, future].
-inline constexpr int64_t kSeriesFeatureDim = 11;
+/// Width of a feature row: [z(value), weekday one-hot (7), sin, cos of the day of year, future,
+/// US holiday].
+inline constexpr int64_t kSeriesFeatureDim = 12;
+
+/// True on the US holidays that move daily births most: New Year's Day, Memorial Day (last Monday
+/// of May), Independence Day, Labor Day (first Monday of September), Thanksgiving (fourth
+/// Thursday of November), Christmas Eve and Day, New Year's Eve.
+bool us_holiday(int32_t year, int32_t month, int32_t day);
 
 /// Forecasting examples plus what evaluation in original units needs; all vectors run parallel
 /// to data.examples.
