@@ -1,11 +1,8 @@
 // recur train / eval on tiny generated Fashion-MNIST-format files: metrics, checkpoints, resume,
 // and config errors, through the real binary.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -15,27 +12,15 @@
 
 #include "recur/core/rng.h"
 #include "recur/train/safetensors.h"
+#include "test_util.h"
 
 namespace recur {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Out {
-  int status;
-  std::string text;
-};
-
-Out recur_cmd(const std::string& args) {
-  std::string cmd = std::string(RECUR_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string text;
-  std::array<char, 4096> buf;
-  size_t n;
-  while (p && (n = fread(buf.data(), 1, buf.size(), p)) > 0) text.append(buf.data(), n);
-  int st = p ? pclose(p) : -1;
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, text};
-}
+using Out = test::CommandOutput;
+Out recur_cmd(const std::string& args) { return test::run_recur(args); }
 
 void put_u32(std::ofstream& f, uint32_t v) {
   const unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),

@@ -1,6 +1,10 @@
 #include "test_util.h"
 
+#include <sys/wait.h>
+
+#include <array>
 #include <cmath>
+#include <cstdio>
 
 namespace recur::test {
 
@@ -70,6 +74,17 @@ double weighted_sum(const Tensor& y, const Tensor& w) {
   double s = 0;
   for (int64_t i = 0; i < y.numel(); ++i) s += y.item(i) * w.item(i);
   return s;
+}
+
+CommandOutput run_recur(const std::string& args) {
+  const std::string cmd = std::string(RECUR_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string text;
+  std::array<char, 4096> buf;
+  size_t n;
+  while (p && (n = fread(buf.data(), 1, buf.size(), p)) > 0) text.append(buf.data(), n);
+  const int st = p ? pclose(p) : -1;
+  return {st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1, text};
 }
 
 }  // namespace recur::test

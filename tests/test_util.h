@@ -28,6 +28,13 @@ Tensor numeric_grad(const std::function<double()>& loss, Tensor& x, double eps =
 /// sum(y * w): the usual way to turn an output into a scalar loss for gradient checks.
 double weighted_sum(const Tensor& y, const Tensor& w);
 
+/// Runs the recur binary with `args` (a shell command line tail); stdout and stderr together.
+struct CommandOutput {
+  int status;  ///< exit status, -1 when it did not exit normally
+  std::string text;
+};
+CommandOutput run_recur(const std::string& args);
+
 }  // namespace recur::test
 
 #define EXPECT_ALL_CLOSE(a, b, rtol, atol) EXPECT_TRUE(::recur::test::all_close((a), (b), (rtol), (atol)))
