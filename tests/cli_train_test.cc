@@ -1,6 +1,8 @@
 // recur train / eval on tiny generated Fashion-MNIST-format files: metrics, checkpoints, resume,
 // and config errors, through the real binary.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -193,6 +195,35 @@ TEST_F(CliTrain, BirthsForecastTrainsAndReportsMaeAgainstSeasonalNaive) {
   auto j = nlohmann::json::parse(e.text.substr(e.text.find('{')));
   EXPECT_EQ(j["examples"], 365 - 7 + 1);
   EXPECT_TRUE(j.contains("mae"));
+}
+
+// SIGKILL at any moment leaves a loadable last checkpoint (writes are atomic), and training
+// resumes from it.
+TEST_F(CliTrain, SigkillLeavesALoadableCheckpointAndResumes) {
+  const std::string out = (dir_ / "killed").string();
+  const std::string cfg_path = cfg(), epochs = "train.epochs=400", patience = "train.patience=1000";
+  const std::string log = (dir_ / "killed.log").string();
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    freopen(log.c_str(), "w", stderr);
+    execl(RECUR_BINARY, RECUR_BINARY, "train", cfg_path.c_str(), "--set", epochs.c_str(), "--set", patience.c_str(),
+          "--out", out.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Let it write a few epochs' checkpoints, then kill it without warning.
+  const fs::path metrics = dir_ / "killed" / "metrics.jsonl";
+  for (int i = 0; i < 600 && (!fs::exists(metrics) || read_metrics(metrics).size() < 3); ++i) usleep(50000);
+  kill(pid, SIGKILL);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFSIGNALED(st)) << "training ended before it could be killed";
+  SafetensorsFile f = load_safetensors(out + "/last.safetensors");  // throws if torn
+  EXPECT_FALSE(f.tensors.empty());
+  Out r = recur_cmd("train " + cfg() + " --set train.epochs=400 --set train.patience=1 --out " + out + " --resume " +
+                    out + "/last.safetensors");
+  EXPECT_EQ(r.status, 0) << r.text;
+  EXPECT_NE(r.text.find("resumed"), std::string::npos) << r.text;
 }
 
 TEST_F(CliTrain, ConfigErrorsAreOneClearLine) {
