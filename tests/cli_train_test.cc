@@ -139,7 +139,7 @@ TEST_F(CliTrain, PredictRejectsACheckpointFromElsewhere) {
   ASSERT_EQ(d.status, 0) << d.text;
   Out p = recur_cmd("predict --checkpoint " + (dir_ / "demo" / "demo.safetensors").string() + " --input /dev/null");
   EXPECT_NE(p.status, 0);
-  EXPECT_NE(p.text.find("not written by recur train"), std::string::npos) << p.text;
+  EXPECT_NE(p.text.find("was not written by recur train"), std::string::npos) << p.text;
 }
 
 // Stopping after epoch 2 and resuming to epoch 3 gives bit-identical weights to 3 epochs in one

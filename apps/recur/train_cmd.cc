@@ -16,6 +16,7 @@
 #include "recur/data/fetch.h"
 #include "recur/data/idx.h"
 #include "recur/data/series.h"
+#include "recur/data/text.h"
 #include "recur/models/seq2vec.h"
 #include "recur/ops/loss.h"
 #include "recur/train/checkpoint.h"
@@ -31,11 +32,16 @@ namespace fs = std::filesystem;
 std::vector<ConfigKey> train_schema() {
   using V = ValueType;
   return {
-      {"task", V::String, "fashion-rows", "fashion-rows (classify images read row by row) or births (forecast)",
-       {"fashion-rows", "births"}},
+      {"task", V::String, "fashion-rows",
+       "fashion-rows (images read row by row), births (7-day forecasts) or spam (mail classification)",
+       {"fashion-rows", "births", "spam"}},
       {"data.dir", V::String, "", "data folder; empty: fetch into the cache (recur data fetch)", {}},
       {"data.limit", V::Int, "0", "use only the first N training examples (0: all)", {}},
       {"data.valid_fraction", V::Float, "0.1", "fashion-rows: share of the training set held out for validation", {}},
+      {"data.test_fraction", V::Float, "0.2", "spam: share of the mails held out for test (by hash of the file)", {}},
+      {"data.max_tokens", V::Int, "400", "spam: words read from the start of each mail (headers included)", {}},
+      {"data.min_count", V::Int, "2", "spam: a word enters the vocabulary after this many training mails' uses", {}},
+      {"data.vocab_size", V::Int, "30000", "spam: vocabulary entries at most, <pad> and <unk> included", {}},
       {"data.window", V::Int, "56", "births: days of history the model reads", {}},
       {"data.horizon", V::Int, "7", "births: days forecast", {}},
       {"data.stride", V::Int, "1", "births: days between training windows", {}},
@@ -46,6 +52,7 @@ std::vector<ConfigKey> train_schema() {
       {"model.bidirectional", V::Bool, "false", "read the sequence both ways", {}},
       {"model.pooling", V::String, "last", "how the outputs over time become one vector", {"last", "mean", "max"}},
       {"model.input_proj", V::Int, "0", "linear projection of each input row first (0: none)", {}},
+      {"model.embed", V::Int, "64", "spam: word embedding width", {}},
       {"model.mlp", V::IntList, "", "widths of the ReLU layers of the classifier head", {}},
       {"model.dropout", V::Float, "0.0", "dropout on the pooled vector and the head", {}},
       {"model.rnn_dropout", V::Float, "0.0", "dropout between stacked recurrent layers", {}},
@@ -77,6 +84,7 @@ models::Pooling pooling_of(const std::string& s) {
 struct TaskData {
   data::SequenceDataset train, valid, test;
   bool regression = false;
+  data::Vocabulary vocab;        // spam
   data::PixelNorm norm;        // fashion-rows
   data::SeriesNorm series_norm;  // births
   // births: per example, the actual values and the seasonal-naive forecasts (value a week earlier),
@@ -84,8 +92,9 @@ struct TaskData {
   std::vector<std::vector<double>> valid_actual, valid_naive, test_actual, test_naive;
   std::vector<double> valid_level, test_level;
   nlohmann::json meta() const {
-    return regression ? nlohmann::json{{"series_norm", {series_norm.mean, series_norm.std}}}
-                      : nlohmann::json{{"pixel_norm", {norm.mean, norm.std}}};
+    if (regression) return nlohmann::json{{"series_norm", {series_norm.mean, series_norm.std}}};
+    if (vocab.size() > 0) return nlohmann::json{{"vocab", vocab.words()}};
+    return nlohmann::json{{"pixel_norm", {norm.mean, norm.std}}};
   }
 };
 
@@ -135,8 +144,36 @@ TaskData load_births(const Config& c) {
   return t;
 }
 
+// Spam: mails split by a hash of their file (group/id), so a mail never moves between splits; the
+// vocabulary comes from the training mails only.
+TaskData load_spam(const Config& c) {
+  std::string dir = c.get_string("data.dir");
+  if (dir.empty()) dir = data::fetch_dataset("spam", data::default_cache_dir(), &std::cerr).path;
+  const std::vector<data::Mail> mails = data::read_spam_assassin(dir);
+  const int64_t max_tokens = c.get_int("data.max_tokens");
+  std::vector<std::vector<std::string>> tokens[3];
+  std::vector<int64_t> labels[3];
+  for (const auto& m : mails) {
+    const data::Split sp = data::split_of(m.group + "/" + m.id, c.get_float("data.valid_fraction"),
+                                          c.get_float("data.test_fraction"));
+    const int k = sp == data::Split::Train ? 0 : sp == data::Split::Valid ? 1 : 2;
+    tokens[k].push_back(data::word_tokens(m.text, max_tokens));
+    labels[k].push_back(m.group.rfind("spam", 0) == 0 ? 1 : 0);
+  }
+  TaskData t;
+  t.vocab.build(tokens[0], c.get_int("data.min_count"), c.get_int("data.vocab_size"));
+  data::SequenceDataset* sets[3] = {&t.train, &t.valid, &t.test};
+  for (int k = 0; k < 3; ++k) {
+    sets[k]->num_classes = 2;
+    sets[k]->class_names = {"ham", "spam"};
+    for (size_t i = 0; i < tokens[k].size(); ++i) sets[k]->push_back(data::text_example(tokens[k][i], t.vocab, labels[k][i]));
+  }
+  return t;
+}
+
 TaskData load_task(const Config& c, bool need_train) {
   if (c.get_string("task") == "births") return load_births(c);
+  if (c.get_string("task") == "spam") return load_spam(c);
   std::string dir = c.get_string("data.dir");
   if (dir.empty()) dir = data::fetch_dataset("fashion-mnist", data::default_cache_dir(), &std::cerr).path;
   TaskData t;
@@ -158,9 +195,15 @@ TaskData load_task(const Config& c, bool need_train) {
   return t;
 }
 
-models::Seq2VecOptions model_options(const Config& c, const data::SequenceDataset& ds, bool regression) {
+models::Seq2VecOptions model_options(const Config& c, const data::SequenceDataset& ds, bool regression,
+                                     int64_t vocab_size = 0) {
   models::Seq2VecOptions o;
-  o.input_size = ds.feature_dim;
+  if (vocab_size > 0) {
+    o.vocab_size = vocab_size;
+    o.embed_dim = c.get_int("model.embed");
+  } else {
+    o.input_size = ds.feature_dim;
+  }
   o.input_proj = c.get_int("model.input_proj");
   o.cell = cell_of(c.get_string("model.cell"));
   o.hidden = c.get_int("model.hidden");
@@ -177,11 +220,14 @@ models::Seq2VecOptions model_options(const Config& c, const data::SequenceDatase
 struct Metrics {
   bool regression = false;
   double loss = 0, accuracy = 0, mae = 0, naive_mae = 0;
+  double f1 = -1;  // F1 of class 1 for two-class tasks (spam), -1 otherwise
   int64_t count = 0;
   /// Higher is better: accuracy, or minus the MAE.
   double score() const { return regression ? -mae : accuracy; }
   std::string summary() const {
-    if (!regression) return fmt::format("accuracy {:.2f}% loss {:.4f}", 100 * accuracy, loss);
+    if (!regression)
+      return fmt::format("accuracy {:.2f}%{} loss {:.4f}", 100 * accuracy,
+                         f1 >= 0 ? fmt::format(" F1(class 1) {:.4f}", f1) : std::string(), loss);
     return fmt::format("MAE {:.1f} (seasonal naive {:.1f}: {:+.1f}%) loss {:.4f}", mae, naive_mae,
                        100 * (mae / naive_mae - 1), loss);
   }
@@ -198,7 +244,7 @@ Metrics evaluate(models::Seq2Vec& model, const data::SequenceDataset& ds, int64_
   bo.max_batch = batch;
   bo.shuffle = false;
   bo.bucket_by_length = false;
-  int64_t right = 0;
+  int64_t right = 0, tp = 0, fp = 0, fn = 0;
   double loss_sum = 0, err = 0, naive_err = 0, points = 0;
   for (const auto& idx : data::make_batches(ds, bo, 0)) {
     data::Batch b = data::collate(ds, idx);
@@ -225,7 +271,9 @@ Metrics evaluate(models::Seq2Vec& model, const data::SequenceDataset& ds, int64_
       int64_t best = 0;
       for (int64_t k = 1; k < C; ++k)
         if (l[r * C + k] > l[r * C + best]) best = k;
-      right += best == b.labels.data<int64_t>()[r];
+      const int64_t truth = b.labels.data<int64_t>()[r];
+      right += best == truth;
+      tp += best == 1 && truth == 1, fp += best == 1 && truth != 1, fn += best != 1 && truth == 1;
     }
     m.count += B;
   }
@@ -235,6 +283,8 @@ Metrics evaluate(models::Seq2Vec& model, const data::SequenceDataset& ds, int64_
     m.accuracy = static_cast<double>(right) / static_cast<double>(m.count);
   }
   if (points > 0) m.mae = err / points, m.naive_mae = naive_err / points;
+  if (!t.regression && ds.num_classes == 2)
+    m.f1 = tp ? 2.0 * static_cast<double>(tp) / static_cast<double>(2 * tp + fp + fn) : 0.0;
   return m;
 }
 
@@ -301,7 +351,7 @@ void run_train(const TrainSettings& s) {
               t.valid.examples.size());
   const uint64_t seed = static_cast<uint64_t>(c.get_int("train.seed"));
   Rng rng(seed);
-  models::Seq2Vec model(model_options(c, t.train, t.regression), rng);
+  models::Seq2Vec model(model_options(c, t.train, t.regression, t.vocab.size()), rng);
   auto params = model.named_parameters();
   auto opt = make_optimizer(c, params);
   const int64_t epochs = c.get_int("train.epochs"), batch = c.get_int("train.batch");
@@ -385,6 +435,7 @@ void run_train(const TrainSettings& s) {
                        {"tokens_per_s", static_cast<double>(tokens) / secs}};
     if (t.regression) row.update({{"valid_mae", v.mae}, {"valid_naive_mae", v.naive_mae}});
     else row["valid_accuracy"] = v.accuracy;
+    if (v.f1 >= 0) row["valid_f1"] = v.f1;
     metrics << row.dump() << std::endl;
     train::save_checkpoint((fs::path(s.out) / "last.safetensors").string(), model, opt.get(), meta(epoch));
     if (improved) train::save_checkpoint((fs::path(s.out) / "best.safetensors").string(), model, nullptr, meta(epoch));
@@ -393,7 +444,7 @@ void run_train(const TrainSettings& s) {
       break;
     }
   }
-  models::Seq2Vec best_model(model_options(c, t.train, t.regression), rng);
+  models::Seq2Vec best_model(model_options(c, t.train, t.regression, t.vocab.size()), rng);
   train::load_checkpoint((fs::path(s.out) / "best.safetensors").string(), best_model, nullptr);
   Metrics test = evaluate_split(best_model, t, true);
   std::cout << fmt::format("test {} ({} examples); best valid score {:.4f}; {:.0f} s\n", test.summary(), test.count, best,
@@ -412,13 +463,14 @@ void run_eval(const EvalSettings& s) {
   TaskData t = load_task(c, false);
   const data::SequenceDataset& ds = s.split == "valid" ? t.valid : t.test;
   Rng rng(0);
-  models::Seq2Vec model(model_options(c, ds, t.regression), rng);
+  models::Seq2Vec model(model_options(c, ds, t.regression, t.vocab.size()), rng);
   train::load_checkpoint(s.checkpoint, model, nullptr);
   Metrics m = evaluate_split(model, t, s.split == "test");
   if (s.json) {
     nlohmann::json j{{"split", s.split}, {"loss", m.loss}, {"examples", m.count}};
     if (t.regression) j.update({{"mae", m.mae}, {"naive_mae", m.naive_mae}});
     else j["accuracy"] = m.accuracy;
+    if (m.f1 >= 0) j["f1"] = m.f1;
     std::cout << j.dump() << std::endl;
   } else {
     std::cout << fmt::format("{}: {} ({} examples)\n", s.split, m.summary(), m.count);
@@ -454,19 +506,32 @@ Tensor parse_image_line(const std::string& line, const std::string& where, const
 void run_predict(const PredictSettings& s) {
   set_num_threads(s.threads);
   const nlohmann::json meta = train::read_checkpoint_config(s.checkpoint);
-  RECUR_CHECK(meta.contains("config") && meta.contains("pixel_norm"),
-              "predict: checkpoint '{}' was not written by recur train (no config/pixel_norm in its metadata)",
+  RECUR_CHECK(meta.contains("config") && (meta.contains("pixel_norm") || meta.contains("vocab")),
+              "predict: checkpoint '{}' was not written by recur train for a classification task (no config with "
+              "pixel_norm or vocab in its metadata)",
               s.checkpoint);
   Config c(train_schema());
   c.load_json(meta.at("config"));
-  RECUR_CHECK(c.get_string("task") == "fashion-rows", "predict: checkpoint '{}' is for task '{}', which predict does not serve",
-              s.checkpoint, c.get_string("task"));
-  data::PixelNorm norm{meta.at("pixel_norm").at(0).get<float>(), meta.at("pixel_norm").at(1).get<float>()};
+  const bool text = c.get_string("task") == "spam";
+  RECUR_CHECK(text || c.get_string("task") == "fashion-rows",
+              "predict: checkpoint '{}' is for task '{}', which predict does not serve", s.checkpoint,
+              c.get_string("task"));
+  data::PixelNorm norm;
+  data::Vocabulary vocab;
   data::SequenceDataset shape;
-  shape.feature_dim = 28;
-  shape.num_classes = 10;
+  std::vector<std::string> names;
+  if (text) {
+    vocab.assign(meta.at("vocab").get<std::vector<std::string>>());
+    shape.feature_dim = 1;
+    names = {"ham", "spam"};
+  } else {
+    norm = {meta.at("pixel_norm").at(0).get<float>(), meta.at("pixel_norm").at(1).get<float>()};
+    shape.feature_dim = 28;
+    names = data::fashion_mnist_class_names();
+  }
+  shape.num_classes = static_cast<int64_t>(names.size());
   Rng rng(0);
-  models::Seq2Vec model(model_options(c, shape, false), rng);
+  models::Seq2Vec model(model_options(c, shape, false, vocab.size()), rng);
   train::load_checkpoint(s.checkpoint, model, nullptr);
   model.train(false);
   std::ifstream file;
@@ -475,23 +540,25 @@ void run_predict(const PredictSettings& s) {
     RECUR_CHECK(file.good(), "predict: cannot open input '{}'", s.input);
   }
   std::istream& in = s.input == "-" ? std::cin : file;
-  const auto& names = data::fashion_mnist_class_names();
   std::string line;
   for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    Tensor img = parse_image_line(line, fmt::format("{}:{}", s.input == "-" ? "stdin" : s.input, line_no), norm);
-    PackedBatch pb = PackedBatch::from_lengths({28});
+    // One input per line: a mail's text (spam), or 784 pixel values (fashion-rows).
+    Tensor x = text ? data::text_example(data::word_tokens(line, c.get_int("data.max_tokens")), vocab, 0).features
+                    : parse_image_line(line, fmt::format("{}:{}", s.input == "-" ? "stdin" : s.input, line_no), norm);
+    PackedBatch pb = PackedBatch::from_lengths({x.dim(0)});
     Tape tape;
     NoGrad ng(tape);
-    Var logits = model.forward(tape, img, pb, 0);
+    Var logits = model.forward(tape, x, pb, 0);
     const float* l = logits.value().f32();
+    const int64_t C = logits.value().dim(1);
     int64_t best = 0;
     double mx = l[0], z = 0;
-    for (int64_t k = 1; k < 10; ++k) {
+    for (int64_t k = 1; k < C; ++k) {
       if (l[k] > l[best]) best = k;
       mx = std::max(mx, static_cast<double>(l[k]));
     }
-    for (int64_t k = 0; k < 10; ++k) z += std::exp(l[k] - mx);
+    for (int64_t k = 0; k < C; ++k) z += std::exp(l[k] - mx);
     const double prob = std::exp(l[best] - mx) / z;
     if (s.json)
       std::cout << nlohmann::json{{"line", line_no}, {"label", names[static_cast<size_t>(best)]}, {"class", best},

@@ -34,9 +34,10 @@ Var Seq2Vec::forward(Tape& tape, const Tensor& x, const PackedBatch& layout, uin
   const bool training = is_training();
   Var h;
   if (embed_) {
-    RECUR_CHECK(x.dtype() == DType::I64 && x.ndim() == 1, "Seq2Vec: an embedding model takes (N) int64 ids, got {} {}",
-                x.shape_str(), dtype_name(x.dtype()));
-    h = embed_->forward(tape, x);
+    RECUR_CHECK(x.dtype() == DType::I64 && (x.ndim() == 1 || (x.ndim() == 2 && x.dim(1) == 1)),
+                "Seq2Vec: an embedding model takes (N) or (N, 1) int64 ids, got {} {}", x.shape_str(),
+                dtype_name(x.dtype()));
+    h = embed_->forward(tape, x.view({x.dim(0)}));
   } else {
     RECUR_CHECK(x.ndim() == 2 && x.dim(1) == opt_.input_size, "Seq2Vec: expected (N, {}) feature rows, got {}",
                 opt_.input_size, x.shape_str());

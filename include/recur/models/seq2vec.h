@@ -35,7 +35,7 @@ class Seq2Vec : public nn::Module {
  public:
   Seq2Vec(const Seq2VecOptions& options, Rng& init);
 
-  /// x: packed (N, input_size) float rows, or (N) int64 ids for an embedding model. Returns
+  /// x: packed (N, input_size) float rows, or (N) / (N, 1) int64 ids for an embedding model. Returns
   /// (B, outputs) in the layout's original batch order. `seed` drives this call's dropout masks.
   Var forward(Tape& tape, const Tensor& x, const PackedBatch& layout, uint64_t seed);
 

@@ -1,0 +1,47 @@
+#pragma once
+/// \file Word tokenisation, vocabularies, and the SpamAssassin corpus as token-id sequences.
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "recur/data/dataset.h"
+
+namespace recur::data {
+
+/// Lower-cased words: runs of letters and digits (ASCII; other bytes, UTF-8 included, separate
+/// words, so invalid UTF-8 cannot break anything), plus '$' and '!' as words of their own.
+std::vector<std::string> word_tokens(const std::string& text, int64_t max_tokens);
+
+/// Word vocabulary built from training text: id 0 is <pad>, 1 is <unk>, then words by
+/// decreasing count (ties alphabetical), keeping those seen at least min_count times, at most
+/// max_size entries in all.
+class Vocabulary {
+ public:
+  static constexpr int64_t kPad = 0, kUnk = 1;
+  Vocabulary() = default;
+  void build(const std::vector<std::vector<std::string>>& docs, int64_t min_count, int64_t max_size);
+  int64_t id(const std::string& word) const;
+  int64_t size() const { return static_cast<int64_t>(words_.size()); }
+  const std::vector<std::string>& words() const { return words_; }
+  /// Rebuilds from a word list in id order (as stored in a checkpoint).
+  void assign(std::vector<std::string> words);
+
+ private:
+  std::vector<std::string> words_;
+  std::unordered_map<std::string, int64_t> ids_;
+};
+
+/// One mail: its group folder (easy-ham-1, hard-ham-1, spam-2, ...), id and text.
+struct Mail {
+  std::string group, id, text;
+};
+/// Reads every data/<group>/*.json of the @stdlib SpamAssassin package folder; the label is
+/// spam when the group starts with "spam". Errors name the file.
+std::vector<Mail> read_spam_assassin(const std::string& dir);
+
+/// Token ids of a document as an example: features (L, 1) int64 (L >= 1: an empty document is one
+/// <unk>), label as given.
+Example text_example(const std::vector<std::string>& tokens, const Vocabulary& vocab, int64_t label);
+
+}  // namespace recur::data
