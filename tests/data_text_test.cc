@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "recur/core/error.h"
 #include "recur/data/text.h"
@@ -73,6 +74,75 @@ TEST(DataText, SpamAssassinReaderLabelsGroupsAndNamesBadFiles) {
   }
   EXPECT_THROW(read_spam_assassin((dir / "nowhere").string()), Error);
   fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace recur::data
+
+namespace recur::data {
+namespace {
+
+class DataTextFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("recur_text_" + std::to_string(getpid()) + "_" +
+                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name, std::ios::binary) << text;
+    return (dir_ / name).string();
+  }
+  fs::path dir_;
+};
+
+TEST_F(DataTextFiles, TsvJsonlAndDirectoriesRead) {
+  auto tsv = read_labeled_tsv(write("a.tsv", "pos\tgood film\n\nneg\tbad\tvery bad\r\n"));
+  ASSERT_EQ(tsv.size(), 2u);
+  EXPECT_EQ(tsv[1].label, "neg");
+  EXPECT_EQ(tsv[1].text, "bad\tvery bad");
+  EXPECT_NE(tsv[1].where.find("a.tsv:3"), std::string::npos);
+  auto jl = read_labeled_jsonl(write("a.jsonl", "{\"text\": \"hi\", \"label\": 3}\n{\"text\": \"yo\", \"label\": \"x\"}\n"));
+  ASSERT_EQ(jl.size(), 2u);
+  EXPECT_EQ(jl[0].label, "3");
+  fs::create_directories(dir_ / "docs" / "spam");
+  fs::create_directories(dir_ / "docs" / "ham");
+  std::ofstream(dir_ / "docs" / "spam" / "1.txt") << "win";
+  std::ofstream(dir_ / "docs" / "ham" / "2.txt") << "hello";
+  auto dirs = read_labeled_dirs((dir_ / "docs").string());
+  ASSERT_EQ(dirs.size(), 2u);
+  EXPECT_EQ(dirs[0].label, "ham");
+  EXPECT_EQ(dirs[1].text, "win");
+}
+
+TEST_F(DataTextFiles, BadInputNamesFileLineAndKey) {
+  auto expect_error = [](const std::function<void()>& fn, const std::vector<std::string>& parts) {
+    try {
+      fn();
+      ADD_FAILURE() << "no throw";
+    } catch (const Error& e) {
+      for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    }
+  };
+  expect_error([&] { read_labeled_tsv((dir_ / "missing.tsv").string()); }, {"missing.tsv"});
+  expect_error([&] { read_labeled_tsv(write("empty.tsv", "\n\n")); }, {"empty.tsv", "empty"});
+  expect_error([&] { read_labeled_tsv(write("b.tsv", "pos\tok\nno tab here\n")); }, {"b.tsv:2", "tab"});
+  expect_error([&] { read_labeled_tsv(write("c.tsv", "\tno label\n")); }, {"c.tsv:1", "label"});
+  expect_error([&] { read_labeled_jsonl(write("d.jsonl", "{\"text\": \"a\"}\n")); }, {"d.jsonl:1", "label"});
+  expect_error([&] { read_labeled_jsonl(write("e.jsonl", "[1, 2]\n")); }, {"e.jsonl:1", "JSON object"});
+  const std::vector<LabeledText> train{{"pos", "a", "t:1"}, {"neg", "b", "t:2"}};
+  LabelMap labels(train);
+  EXPECT_EQ(labels.names(), (std::vector<std::string>{"neg", "pos"}));
+  EXPECT_EQ(labels.id(train[0]), 1);
+  expect_error([&] { labels.id(LabeledText{"meh", "c", "test.tsv:7"}); }, {"test.tsv:7", "'meh'", "neg, pos"});
+}
+
+TEST(DataText, CharTokensAreCodePointsWithReplacementForInvalidBytes) {
+  EXPECT_EQ(char_tokens("h\xC3\xA9!", 0), (std::vector<std::string>{"h", "\xC3\xA9", "!"}));
+  EXPECT_EQ(char_tokens(std::string("a\xFF") + "\xE2\x82", 0), (std::vector<std::string>{"a", "\xEF\xBF\xBD", "\xEF\xBF\xBD", "\xEF\xBF\xBD"}));
+  EXPECT_EQ(char_tokens("abcdef", 2).size(), 2u);
 }
 
 }  // namespace

@@ -36,6 +36,112 @@ std::vector<std::string> word_tokens(const std::string& text, int64_t max_tokens
   return out;
 }
 
+std::vector<std::string> char_tokens(const std::string& text, int64_t max_tokens) {
+  std::vector<std::string> out;
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  for (size_t i = 0; i < n && (max_tokens <= 0 || static_cast<int64_t>(out.size()) < max_tokens);) {
+    const unsigned char c = p[i];
+    const size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = len > 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; ++k) ok = (p[i + k] >> 6) == 0x2;
+    if (ok) {
+      out.emplace_back(text, i, len);
+      i += len;
+    } else {
+      out.emplace_back("\xEF\xBF\xBD");  // U+FFFD
+      ++i;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  RECUR_CHECK(in.good(), "cannot open '{}'", path);
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+  }
+  bool any = false;
+  for (const auto& l : lines) any |= l.find_first_not_of(" \t") != std::string::npos;
+  RECUR_CHECK(any, "'{}' is empty: no documents", path);
+  return lines;
+}
+
+bool blank(const std::string& l) { return l.find_first_not_of(" \t") == std::string::npos; }
+
+}  // namespace
+
+std::vector<LabeledText> read_labeled_tsv(const std::string& path) {
+  std::vector<LabeledText> docs;
+  const auto lines = read_lines(path);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (blank(lines[i])) continue;
+    const std::string where = fmt::format("{}:{}", path, i + 1);
+    const size_t tab = lines[i].find('\t');
+    RECUR_CHECK(tab != std::string::npos, "{}: expected 'label<TAB>text', found no tab", where);
+    RECUR_CHECK(tab > 0, "{}: the label (first field) is empty", where);
+    docs.push_back({lines[i].substr(0, tab), lines[i].substr(tab + 1), where});
+  }
+  return docs;
+}
+
+std::vector<LabeledText> read_labeled_jsonl(const std::string& path, const std::string& text_key,
+                                            const std::string& label_key) {
+  std::vector<LabeledText> docs;
+  const auto lines = read_lines(path);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (blank(lines[i])) continue;
+    const std::string where = fmt::format("{}:{}", path, i + 1);
+    nlohmann::json j = nlohmann::json::parse(lines[i], nullptr, false);
+    RECUR_CHECK(!j.is_discarded() && j.is_object(), "{}: not a JSON object", where);
+    RECUR_CHECK(j.contains(text_key) && j[text_key].is_string(), "{}: no string field '{}'", where, text_key);
+    RECUR_CHECK(j.contains(label_key) && (j[label_key].is_string() || j[label_key].is_number_integer()),
+                "{}: no string or integer field '{}'", where, label_key);
+    const std::string label = j[label_key].is_string() ? j[label_key].get<std::string>() : j[label_key].dump();
+    docs.push_back({label, j[text_key].get<std::string>(), where});
+  }
+  return docs;
+}
+
+std::vector<LabeledText> read_labeled_dirs(const std::string& dir) {
+  RECUR_CHECK(fs::is_directory(dir), "'{}' is not a folder (expected one sub-folder per label)", dir);
+  std::vector<fs::path> files;
+  for (const auto& g : fs::directory_iterator(dir))
+    if (g.is_directory())
+      for (const auto& f : fs::directory_iterator(g.path()))
+        if (f.is_regular_file()) files.push_back(f.path());
+  RECUR_CHECK(!files.empty(), "'{}' holds no documents (expected <label>/<file> entries)", dir);
+  std::sort(files.begin(), files.end());
+  std::vector<LabeledText> docs;
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    docs.push_back({f.parent_path().filename().string(), ss.str(), f.string()});
+  }
+  return docs;
+}
+
+LabelMap::LabelMap(const std::vector<LabeledText>& training) {
+  for (const auto& d : training) names_.push_back(d.label);
+  std::sort(names_.begin(), names_.end());
+  names_.erase(std::unique(names_.begin(), names_.end()), names_.end());
+  RECUR_CHECK(!names_.empty(), "LabelMap: no training documents");
+}
+
+int64_t LabelMap::id(const LabeledText& doc) const {
+  auto it = std::lower_bound(names_.begin(), names_.end(), doc.label);
+  RECUR_CHECK(it != names_.end() && *it == doc.label, "{}: label '{}' never occurs in the training data (labels: {})",
+              doc.where, doc.label, fmt::join(names_, ", "));
+  return it - names_.begin();
+}
+
 void Vocabulary::build(const std::vector<std::vector<std::string>>& docs, int64_t min_count, int64_t max_size) {
   RECUR_CHECK(max_size >= 2, "Vocabulary: max_size {} leaves no room beyond <pad> and <unk>", max_size);
   std::unordered_map<std::string, int64_t> counts;

@@ -13,6 +13,36 @@ namespace recur::data {
 /// words, so invalid UTF-8 cannot break anything), plus '$' and '!' as words of their own.
 std::vector<std::string> word_tokens(const std::string& text, int64_t max_tokens);
 
+/// Characters: one token per UTF-8 code point; a byte that does not start a valid sequence becomes
+/// U+FFFD (the replacement character), so invalid UTF-8 is read, never fatal.
+std::vector<std::string> char_tokens(const std::string& text, int64_t max_tokens);
+
+/// One labelled document and where it came from ("file:line" or a path), for error messages.
+struct LabeledText {
+  std::string label, text, where;
+};
+/// "label<TAB>text" per line; blank lines are skipped. Errors name file:line: a missing tab, an
+/// empty label; a missing or empty file is an error too.
+std::vector<LabeledText> read_labeled_tsv(const std::string& path);
+/// One JSON object per line with string fields `text_key` and `label_key` (numbers are accepted
+/// as labels); errors name file:line and the key.
+std::vector<LabeledText> read_labeled_jsonl(const std::string& path, const std::string& text_key = "text",
+                                            const std::string& label_key = "label");
+/// A folder per label, each file one document (sorted by path).
+std::vector<LabeledText> read_labeled_dirs(const std::string& dir);
+
+/// Label names -> class ids, from the training documents (sorted, so ids do not depend on order).
+/// `id` of a label never seen in training is an error naming the label and where it appears.
+class LabelMap {
+ public:
+  explicit LabelMap(const std::vector<LabeledText>& training);
+  int64_t id(const LabeledText& doc) const;
+  const std::vector<std::string>& names() const { return names_; }
+
+ private:
+  std::vector<std::string> names_;
+};
+
 /// Word vocabulary built from training text: id 0 is <pad>, 1 is <unk>, then words by
 /// decreasing count (ties alphabetical), keeping those seen at least min_count times, at most
 /// max_size entries in all.
