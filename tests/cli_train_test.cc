@@ -226,6 +226,47 @@ TEST_F(CliTrain, SigkillLeavesALoadableCheckpointAndResumes) {
   EXPECT_NE(r.text.find("resumed"), std::string::npos) << r.text;
 }
 
+// Text classification from your own TSV files: train, eval, predict; a label that occurs only in
+// the test file is an error naming file:line.
+TEST_F(CliTrain, TextTaskFromTsvFiles) {
+  Rng rng(5);
+  auto write_tsv = [&](const std::string& name, int n) {
+    std::ofstream f(dir_ / name);
+    for (int i = 0; i < n; ++i) {
+      const bool pos = rng.below(2) == 1;
+      f << (pos ? "pos" : "neg") << "\t" << "the film was " << (pos ? "good" : "bad") << " and "
+        << (rng.below(2) ? "long" : "short") << "\n";
+    }
+  };
+  write_tsv("train.tsv", 200);
+  write_tsv("valid.tsv", 40);
+  write_tsv("test.tsv", 40);
+  std::ofstream(dir_ / "text.yaml") << "task: text\ndata:\n  train: " << (dir_ / "train.tsv").string()
+                                    << "\n  valid: " << (dir_ / "valid.tsv").string() << "\n  test: "
+                                    << (dir_ / "test.tsv").string()
+                                    << "\n  min_count: 1\nmodel:\n  embed: 8\n  hidden: 8\n  pooling: max\n"
+                                       "train:\n  epochs: 4\n  lr: 0.02\n  threads: 1\n";
+  const std::string out = (dir_ / "trun").string(), cfg_path = (dir_ / "text.yaml").string();
+  Out t = recur_cmd("train " + cfg_path + " --out " + out);
+  ASSERT_EQ(t.status, 0) << t.text;
+  Out e = recur_cmd("eval " + cfg_path + " --checkpoint " + out + "/best.safetensors --json");
+  ASSERT_EQ(e.status, 0) << e.text;
+  auto j = nlohmann::json::parse(e.text.substr(e.text.find('{')));
+  EXPECT_EQ(j["examples"], 40);
+  EXPECT_GE(j["accuracy"].get<double>(), 0.9) << e.text;
+  std::ofstream(dir_ / "in.txt") << "the film was good and long\nthe film was bad and short\n";
+  Out p = recur_cmd("predict --checkpoint " + out + "/best.safetensors --input " + (dir_ / "in.txt").string());
+  ASSERT_EQ(p.status, 0) << p.text;
+  EXPECT_EQ(p.text.rfind("pos\t", 0), 0u) << p.text;
+  EXPECT_NE(p.text.find("\nneg\t"), std::string::npos) << p.text;
+
+  std::ofstream(dir_ / "test.tsv", std::ios::app) << "meh\tthe film was fine\n";
+  Out bad = recur_cmd("train " + cfg_path + " --out " + (dir_ / "trun2").string());
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.text.find("test.tsv:41"), std::string::npos) << bad.text;
+  EXPECT_NE(bad.text.find("'meh'"), std::string::npos) << bad.text;
+}
+
 TEST_F(CliTrain, ConfigErrorsAreOneClearLine) {
   std::ofstream(dir_ / "bad.yaml") << "model:\n  hiden: 16\n";
   Out b = recur_cmd("train " + (dir_ / "bad.yaml").string());

@@ -33,12 +33,19 @@ std::vector<ConfigKey> train_schema() {
   using V = ValueType;
   return {
       {"task", V::String, "fashion-rows",
-       "fashion-rows (images read row by row), births (7-day forecasts) or spam (mail classification)",
-       {"fashion-rows", "births", "spam"}},
+       "fashion-rows (images read row by row), births (7-day forecasts), spam (mail classification) or text "
+       "(your own labelled documents)",
+       {"fashion-rows", "births", "spam", "text"}},
       {"data.dir", V::String, "", "data folder; empty: fetch into the cache (recur data fetch)", {}},
       {"data.limit", V::Int, "0", "use only the first N training examples (0: all)", {}},
       {"data.valid_fraction", V::Float, "0.1", "fashion-rows: share of the training set held out for validation", {}},
-      {"data.test_fraction", V::Float, "0.2", "spam: share of the mails held out for test (by hash of the file)", {}},
+      {"data.test_fraction", V::Float, "0.2", "spam/text: share held out for test (by hash) when no test file is given", {}},
+      {"data.format", V::String, "tsv", "text: tsv (label<TAB>text lines), jsonl (text/label fields) or dirs "
+       "(a folder per label)", {"tsv", "jsonl", "dirs"}},
+      {"data.train", V::String, "", "text: training documents (file or folder)", {}},
+      {"data.valid", V::String, "", "text: validation documents; empty: split from data.train by hash", {}},
+      {"data.test", V::String, "", "text: test documents; empty: split from data.train by hash", {}},
+      {"data.tokenizer", V::String, "word", "spam/text: word or char tokens", {"word", "char"}},
       {"data.max_tokens", V::Int, "400", "spam: words read from the start of each mail (headers included)", {}},
       {"data.min_count", V::Int, "2", "spam: a word enters the vocabulary after this many training mails' uses", {}},
       {"data.vocab_size", V::Int, "30000", "spam: vocabulary entries at most, <pad> and <unk> included", {}},
@@ -93,7 +100,7 @@ struct TaskData {
   std::vector<double> valid_level, test_level;
   nlohmann::json meta() const {
     if (regression) return nlohmann::json{{"series_norm", {series_norm.mean, series_norm.std}}};
-    if (vocab.size() > 0) return nlohmann::json{{"vocab", vocab.words()}};
+    if (vocab.size() > 0) return nlohmann::json{{"vocab", vocab.words()}, {"classes", train.class_names}};
     return nlohmann::json{{"pixel_norm", {norm.mean, norm.std}}};
   }
 };
@@ -144,36 +151,69 @@ TaskData load_births(const Config& c) {
   return t;
 }
 
-// Spam: mails split by a hash of their file (group/id), so a mail never moves between splits; the
-// vocabulary comes from the training mails only.
-TaskData load_spam(const Config& c) {
-  std::string dir = c.get_string("data.dir");
-  if (dir.empty()) dir = data::fetch_dataset("spam", data::default_cache_dir(), &std::cerr).path;
-  const std::vector<data::Mail> mails = data::read_spam_assassin(dir);
+// Documents in train/valid/test (index 0, 1, 2) -> token-id datasets; the vocabulary and the
+// label set come from the training documents only, and a label only seen in valid/test is an
+// error naming the document.
+TaskData text_task(const Config& c, const std::vector<data::LabeledText> (&docs)[3]) {
   const int64_t max_tokens = c.get_int("data.max_tokens");
+  const bool chars = c.get_string("data.tokenizer") == "char";
   std::vector<std::vector<std::string>> tokens[3];
-  std::vector<int64_t> labels[3];
-  for (const auto& m : mails) {
-    const data::Split sp = data::split_of(m.group + "/" + m.id, c.get_float("data.valid_fraction"),
-                                          c.get_float("data.test_fraction"));
-    const int k = sp == data::Split::Train ? 0 : sp == data::Split::Valid ? 1 : 2;
-    tokens[k].push_back(data::word_tokens(m.text, max_tokens));
-    labels[k].push_back(m.group.rfind("spam", 0) == 0 ? 1 : 0);
-  }
+  for (int k = 0; k < 3; ++k)
+    for (const auto& d : docs[k])
+      tokens[k].push_back(chars ? data::char_tokens(d.text, max_tokens) : data::word_tokens(d.text, max_tokens));
+  const data::LabelMap labels(docs[0]);
   TaskData t;
   t.vocab.build(tokens[0], c.get_int("data.min_count"), c.get_int("data.vocab_size"));
   data::SequenceDataset* sets[3] = {&t.train, &t.valid, &t.test};
   for (int k = 0; k < 3; ++k) {
-    sets[k]->num_classes = 2;
-    sets[k]->class_names = {"ham", "spam"};
-    for (size_t i = 0; i < tokens[k].size(); ++i) sets[k]->push_back(data::text_example(tokens[k][i], t.vocab, labels[k][i]));
+    sets[k]->num_classes = static_cast<int64_t>(labels.names().size());
+    sets[k]->class_names = labels.names();
+    for (size_t i = 0; i < tokens[k].size(); ++i)
+      sets[k]->push_back(data::text_example(tokens[k][i], t.vocab, labels.id(docs[k][i])));
   }
   return t;
+}
+
+int split_index(const Config& c, const std::string& key) {
+  const data::Split sp = data::split_of(key, c.get_float("data.valid_fraction"), c.get_float("data.test_fraction"));
+  return sp == data::Split::Train ? 0 : sp == data::Split::Valid ? 1 : 2;
+}
+
+// Spam: mails split by a hash of their file (group/id), so a mail never moves between splits.
+TaskData load_spam(const Config& c) {
+  std::string dir = c.get_string("data.dir");
+  if (dir.empty()) dir = data::fetch_dataset("spam", data::default_cache_dir(), &std::cerr).path;
+  std::vector<data::LabeledText> docs[3];
+  for (auto& m : data::read_spam_assassin(dir))
+    docs[split_index(c, m.group + "/" + m.id)].push_back(
+        {m.group.rfind("spam", 0) == 0 ? "spam" : "ham", std::move(m.text), m.group + "/" + m.id});
+  return text_task(c, docs);
+}
+
+// Your own labelled documents; valid/test files when given, else hash splits of the training file.
+TaskData load_text(const Config& c) {
+  const std::string format = c.get_string("data.format");
+  auto read = [&](const std::string& path) {
+    return format == "tsv" ? data::read_labeled_tsv(path)
+           : format == "jsonl" ? data::read_labeled_jsonl(path)
+                               : data::read_labeled_dirs(path);
+  };
+  RECUR_CHECK(!c.get_string("data.train").empty(), "task text: set data.train (a {} file or folder)", format);
+  std::vector<data::LabeledText> docs[3];
+  for (auto& d : read(c.get_string("data.train"))) {
+    const int k = split_index(c, d.where);
+    const bool own_file = (k == 1 && !c.get_string("data.valid").empty()) || (k == 2 && !c.get_string("data.test").empty());
+    docs[own_file ? 0 : k].push_back(std::move(d));
+  }
+  if (!c.get_string("data.valid").empty()) docs[1] = read(c.get_string("data.valid"));
+  if (!c.get_string("data.test").empty()) docs[2] = read(c.get_string("data.test"));
+  return text_task(c, docs);
 }
 
 TaskData load_task(const Config& c, bool need_train) {
   if (c.get_string("task") == "births") return load_births(c);
   if (c.get_string("task") == "spam") return load_spam(c);
+  if (c.get_string("task") == "text") return load_text(c);
   std::string dir = c.get_string("data.dir");
   if (dir.empty()) dir = data::fetch_dataset("fashion-mnist", data::default_cache_dir(), &std::cerr).path;
   TaskData t;
@@ -512,7 +552,7 @@ void run_predict(const PredictSettings& s) {
               s.checkpoint);
   Config c(train_schema());
   c.load_json(meta.at("config"));
-  const bool text = c.get_string("task") == "spam";
+  const bool text = c.get_string("task") == "spam" || c.get_string("task") == "text";
   RECUR_CHECK(text || c.get_string("task") == "fashion-rows",
               "predict: checkpoint '{}' is for task '{}', which predict does not serve", s.checkpoint,
               c.get_string("task"));
@@ -523,7 +563,7 @@ void run_predict(const PredictSettings& s) {
   if (text) {
     vocab.assign(meta.at("vocab").get<std::vector<std::string>>());
     shape.feature_dim = 1;
-    names = {"ham", "spam"};
+    names = meta.at("classes").get<std::vector<std::string>>();
   } else {
     norm = {meta.at("pixel_norm").at(0).get<float>(), meta.at("pixel_norm").at(1).get<float>()};
     shape.feature_dim = 28;
@@ -544,7 +584,11 @@ void run_predict(const PredictSettings& s) {
   for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     // One input per line: a mail's text (spam), or 784 pixel values (fashion-rows).
-    Tensor x = text ? data::text_example(data::word_tokens(line, c.get_int("data.max_tokens")), vocab, 0).features
+    const int64_t max_tokens = c.get_int("data.max_tokens");
+    Tensor x = text ? data::text_example(c.get_string("data.tokenizer") == "char" ? data::char_tokens(line, max_tokens)
+                                                                               : data::word_tokens(line, max_tokens),
+                                         vocab, 0)
+                          .features
                     : parse_image_line(line, fmt::format("{}:{}", s.input == "-" ? "stdin" : s.input, line_no), norm);
     PackedBatch pb = PackedBatch::from_lengths({x.dim(0)});
     Tape tape;
