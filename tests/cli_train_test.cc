@@ -244,7 +244,7 @@ TEST_F(CliTrain, TextTaskFromTsvFiles) {
   std::ofstream(dir_ / "text.yaml") << "task: text\ndata:\n  train: " << (dir_ / "train.tsv").string()
                                     << "\n  valid: " << (dir_ / "valid.tsv").string() << "\n  test: "
                                     << (dir_ / "test.tsv").string()
-                                    << "\n  min_count: 1\nmodel:\n  embed: 8\n  hidden: 8\n  pooling: max\n"
+                                    << "\n  min_count: 1\nmodel:\n  embed: 8\n  hidden: 8\n  pooling: attention\n"
                                        "train:\n  epochs: 4\n  lr: 0.02\n  threads: 1\n";
   const std::string out = (dir_ / "trun").string(), cfg_path = (dir_ / "text.yaml").string();
   Out t = recur_cmd("train " + cfg_path + " --out " + out);

@@ -57,7 +57,8 @@ std::vector<ConfigKey> train_schema() {
       {"model.hidden", V::Int, "128", "hidden units per direction", {}},
       {"model.layers", V::Int, "1", "stacked recurrent layers", {}},
       {"model.bidirectional", V::Bool, "false", "read the sequence both ways", {}},
-      {"model.pooling", V::String, "last", "how the outputs over time become one vector", {"last", "mean", "max"}},
+      {"model.pooling", V::String, "last", "how the outputs over time become one vector",
+       {"last", "mean", "max", "attention"}},
       {"model.input_proj", V::Int, "0", "linear projection of each input row first (0: none)", {}},
       {"model.embed", V::Int, "64", "spam: word embedding width", {}},
       {"model.mlp", V::IntList, "", "widths of the ReLU layers of the classifier head", {}},
@@ -85,7 +86,10 @@ ops::CellType cell_of(const std::string& s) {
 }
 
 models::Pooling pooling_of(const std::string& s) {
-  return s == "mean" ? models::Pooling::Mean : s == "max" ? models::Pooling::Max : models::Pooling::Last;
+  return s == "mean"        ? models::Pooling::Mean
+         : s == "max"       ? models::Pooling::Max
+         : s == "attention" ? models::Pooling::Attention
+                            : models::Pooling::Last;
 }
 
 struct TaskData {

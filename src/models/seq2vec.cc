@@ -1,5 +1,6 @@
 #include "recur/models/seq2vec.h"
 
+#include "recur/ops/attention_pool.h"
 #include "recur/ops/basic.h"
 #include "recur/ops/pool.h"
 
@@ -23,6 +24,10 @@ Seq2Vec::Seq2Vec(const Seq2VecOptions& options, Rng& init) : opt_(options) {
   nn::RnnOptions ro{opt_.cell, width, opt_.hidden, opt_.layers, true, opt_.bidirectional, opt_.rnn_dropout};
   rnn_ = register_module("rnn", std::make_shared<nn::RNN>(ro, init));
   int64_t in = rnn_->output_size();
+  if (opt_.pooling == Pooling::Attention) {
+    attn_proj_ = register_module("attn_proj", std::make_shared<nn::Linear>(in, opt_.hidden, init));
+    attn_score_ = register_module("attn_score", std::make_shared<nn::Linear>(opt_.hidden, 1, init, false));
+  }
   for (size_t i = 0; i < opt_.mlp_hidden.size(); ++i) {
     head_.push_back(register_module("head" + std::to_string(i), std::make_shared<nn::Linear>(in, opt_.mlp_hidden[i], init)));
     in = opt_.mlp_hidden[i];
@@ -49,6 +54,11 @@ Var Seq2Vec::forward(Tape& tape, const Tensor& x, const PackedBatch& layout, uin
   switch (opt_.pooling) {
     case Pooling::Mean: pooled = mean_pool(tape, r.y, layout); break;
     case Pooling::Max: pooled = max_pool(tape, r.y, layout); break;
+    case Pooling::Attention: {
+      Var scores = attn_score_->forward(tape, tanh(tape, attn_proj_->forward(tape, r.y)));
+      pooled = attention_pool(tape, r.y, reshape(tape, scores, {layout.tokens()}), layout);
+      break;
+    }
     case Pooling::Last: {
       // The final states of the top layer, both directions: for the backward direction that is
       // its state after reading the whole sequence, which gather_last_step would miss.

@@ -12,7 +12,9 @@
 
 namespace recur::models {
 
-enum class Pooling { Last, Mean, Max };
+/// Last: the top layer's final states (both directions); Mean/Max over time; Attention: a softmax
+/// over each sequence's steps of v . tanh(W y_t + b), weighting the outputs y_t.
+enum class Pooling { Last, Mean, Max, Attention };
 
 struct Seq2VecOptions {
   int64_t vocab_size = 0;    ///< > 0: inputs are token ids through an embedding of embed_dim
@@ -46,6 +48,7 @@ class Seq2Vec : public nn::Module {
   std::shared_ptr<nn::Embedding> embed_;
   std::shared_ptr<nn::Linear> proj_;
   std::shared_ptr<nn::RNN> rnn_;
+  std::shared_ptr<nn::Linear> attn_proj_, attn_score_;
   std::vector<std::shared_ptr<nn::Linear>> head_;
 };
 

@@ -1,0 +1,151 @@
+// Attention pooling: the fast float path walks the packed layout once per step; the reference
+// gathers each sequence's rows and works on them alone.
+#include "recur/ops/attention_pool.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace recur {
+
+namespace {
+
+void check(const Tensor& x, const Tensor& scores, const PackedBatch& pb, DType dt) {
+  RECUR_CHECK(x.ndim() == 2 && x.dim(0) == pb.tokens(), "attention_pool: x must be (N={}, H), got {}", pb.tokens(),
+              x.shape_str());
+  RECUR_CHECK(scores.ndim() == 1 && scores.dim(0) == pb.tokens(), "attention_pool: scores must be (N={}), got {}",
+              pb.tokens(), scores.shape_str());
+  RECUR_CHECK(x.dtype() == dt && scores.dtype() == dt, "attention_pool: expected {} tensors, got {} and {}",
+              dtype_name(dt), dtype_name(x.dtype()), dtype_name(scores.dtype()));
+}
+
+// The packed rows of original sequence b, in time order.
+std::vector<int64_t> rows_of(const PackedBatch& pb, int64_t b) {
+  std::vector<int64_t> rows;
+  const int64_t j = pb.unsorted_indices[static_cast<size_t>(b)];
+  for (int64_t t = 0; t < pb.lengths[static_cast<size_t>(b)]; ++t) rows.push_back(pb.row(t, j));
+  return rows;
+}
+
+}  // namespace
+
+namespace ops {
+
+void attention_pool_forward(Tensor* y, Tensor* alpha, const Tensor& x, const Tensor& scores, const PackedBatch& pb) {
+  check(x, scores, pb, DType::F32);
+  const int64_t B = pb.batch(), H = x.dim(1);
+  *y = Tensor::zeros({B, H});
+  *alpha = Tensor({pb.tokens()});
+  // Per sorted position: running max and sum of exp over its steps (two passes over the layout).
+  std::vector<float> mx(static_cast<size_t>(B), -std::numeric_limits<float>::infinity()), sum(static_cast<size_t>(B), 0);
+  const float* s = scores.f32();
+  for (int64_t t = 0; t < pb.steps(); ++t)
+    for (int64_t j = 0; j < pb.batch_sizes[static_cast<size_t>(t)]; ++j)
+      mx[static_cast<size_t>(j)] = std::max(mx[static_cast<size_t>(j)], s[pb.row(t, j)]);
+  float* a = alpha->f32();
+  for (int64_t t = 0; t < pb.steps(); ++t)
+    for (int64_t j = 0; j < pb.batch_sizes[static_cast<size_t>(t)]; ++j) {
+      const int64_t r = pb.row(t, j);
+      a[r] = std::exp(s[r] - mx[static_cast<size_t>(j)]);
+      sum[static_cast<size_t>(j)] += a[r];
+    }
+  for (int64_t t = 0; t < pb.steps(); ++t)
+    for (int64_t j = 0; j < pb.batch_sizes[static_cast<size_t>(t)]; ++j) {
+      const int64_t r = pb.row(t, j);
+      a[r] /= sum[static_cast<size_t>(j)];
+      float* yb = y->f32() + pb.sorted_indices[static_cast<size_t>(j)] * H;
+      const float* xr = x.f32() + r * H;
+      for (int64_t h = 0; h < H; ++h) yb[h] += a[r] * xr[h];
+    }
+}
+
+void attention_pool_backward(Tensor* dx, Tensor* dscores, const Tensor& dy, const Tensor& x, const Tensor& alpha,
+                             const PackedBatch& pb) {
+  check(x, alpha, pb, DType::F32);
+  const int64_t B = pb.batch(), H = x.dim(1);
+  dy.check_shape({B, H}, "attention_pool backward: dy");
+  const float* a = alpha.f32();
+  // dalpha_r = dy_b . x_r; dscore_r = alpha_r (dalpha_r - sum over b's rows of alpha dalpha).
+  std::vector<float> dalpha(static_cast<size_t>(pb.tokens()));
+  std::vector<float> dot(static_cast<size_t>(B), 0.0f);
+  for (int64_t t = 0; t < pb.steps(); ++t)
+    for (int64_t j = 0; j < pb.batch_sizes[static_cast<size_t>(t)]; ++j) {
+      const int64_t r = pb.row(t, j);
+      const float* dyb = dy.f32() + pb.sorted_indices[static_cast<size_t>(j)] * H;
+      const float* xr = x.f32() + r * H;
+      float d = 0;
+      for (int64_t h = 0; h < H; ++h) d += dyb[h] * xr[h];
+      dalpha[static_cast<size_t>(r)] = d;
+      dot[static_cast<size_t>(j)] += a[r] * d;
+      if (dx) {
+        float* dxr = dx->f32() + r * H;
+        for (int64_t h = 0; h < H; ++h) dxr[h] += a[r] * dyb[h];
+      }
+    }
+  if (dscores)
+    for (int64_t t = 0; t < pb.steps(); ++t)
+      for (int64_t j = 0; j < pb.batch_sizes[static_cast<size_t>(t)]; ++j) {
+        const int64_t r = pb.row(t, j);
+        dscores->f32()[r] += a[r] * (dalpha[static_cast<size_t>(r)] - dot[static_cast<size_t>(j)]);
+      }
+}
+
+}  // namespace ops
+
+namespace ref {
+
+void attention_pool_forward(Tensor* y, const Tensor& x, const Tensor& scores, const PackedBatch& pb) {
+  check(x, scores, pb, DType::F64);
+  const int64_t H = x.dim(1);
+  *y = Tensor::zeros({pb.batch(), H}, DType::F64);
+  for (int64_t b = 0; b < pb.batch(); ++b) {
+    const auto rows = rows_of(pb, b);
+    double z = 0;
+    for (int64_t r : rows) z += std::exp(scores.data<double>()[r]);
+    for (int64_t r : rows)
+      for (int64_t h = 0; h < H; ++h)
+        y->data<double>()[b * H + h] += std::exp(scores.data<double>()[r]) / z * x.data<double>()[r * H + h];
+  }
+}
+
+void attention_pool_backward(Tensor* dx, Tensor* dscores, const Tensor& dy, const Tensor& x, const Tensor& scores,
+                             const PackedBatch& pb) {
+  check(x, scores, pb, DType::F64);
+  const int64_t H = x.dim(1);
+  for (int64_t b = 0; b < pb.batch(); ++b) {
+    const auto rows = rows_of(pb, b);
+    std::vector<double> alpha;
+    double z = 0;
+    for (int64_t r : rows) z += std::exp(scores.data<double>()[r]);
+    for (int64_t r : rows) alpha.push_back(std::exp(scores.data<double>()[r]) / z);
+    // The softmax Jacobian written out: dscore_r = sum_q dL/dalpha_q * alpha_q (delta_qr - alpha_r).
+    for (size_t i = 0; i < rows.size(); ++i) {
+      double ds = 0;
+      for (size_t q = 0; q < rows.size(); ++q) {
+        double dalpha_q = 0;
+        for (int64_t h = 0; h < H; ++h) dalpha_q += dy.data<double>()[b * H + h] * x.data<double>()[rows[q] * H + h];
+        ds += dalpha_q * alpha[q] * ((q == i ? 1.0 : 0.0) - alpha[i]);
+      }
+      if (dscores) dscores->data<double>()[rows[i]] += ds;
+      if (dx)
+        for (int64_t h = 0; h < H; ++h) dx->data<double>()[rows[i] * H + h] += alpha[i] * dy.data<double>()[b * H + h];
+    }
+  }
+}
+
+}  // namespace ref
+
+Var attention_pool(Tape& tape, const Var& x, const Var& scores, const PackedBatch& pb) {
+  Tensor y, alpha;
+  ops::attention_pool_forward(&y, &alpha, x.value(), scores.value(), pb);
+  const bool tracked = tape.needs_grad({&x, &scores});
+  Var out = make_output(y, tracked);
+  if (tracked)
+    tape.record([x, scores, out, alpha, pb]() {
+      ops::attention_pool_backward(x.requires_grad() ? &x.grad() : nullptr,
+                                   scores.requires_grad() ? &scores.grad() : nullptr, out.grad(), x.value(), alpha, pb);
+    });
+  return out;
+}
+
+}  // namespace recur
