@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev       # safetensors headers, JSON output
   libcli11-dev             # the CLI
   libspdlog-dev libfmt-dev # logging, formatting
+  libsentencepiece-dev     # subword tokens
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev # libFuzzer + sanitizers for the fuzz step
 )

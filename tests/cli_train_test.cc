@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include <algorithm>
 #include <cstring>
 
 #include "recur/core/rng.h"
@@ -259,6 +260,15 @@ TEST_F(CliTrain, TextTaskFromTsvFiles) {
   ASSERT_EQ(p.status, 0) << p.text;
   EXPECT_EQ(p.text.rfind("pos\t", 0), 0u) << p.text;
   EXPECT_NE(p.text.find("\nneg\t"), std::string::npos) << p.text;
+
+  // The same with SentencePiece subwords trained on the training file; predict reads the model
+  // from the checkpoint.
+  const std::string sp_out = (dir_ / "sprun").string();
+  Out sp = recur_cmd("train " + cfg_path + " --set data.tokenizer=sentencepiece --set data.vocab_size=40 --out " + sp_out);
+  ASSERT_EQ(sp.status, 0) << sp.text;
+  Out spp = recur_cmd("predict --checkpoint " + sp_out + "/best.safetensors --input " + (dir_ / "in.txt").string());
+  ASSERT_EQ(spp.status, 0) << spp.text;
+  EXPECT_EQ(std::count(spp.text.begin(), spp.text.end(), '\n'), 2) << spp.text;
 
   std::ofstream(dir_ / "test.tsv", std::ios::app) << "meh\tthe film was fine\n";
   Out bad = recur_cmd("train " + cfg_path + " --out " + (dir_ / "trun2").string());

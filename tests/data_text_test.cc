@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "recur/core/error.h"
+#include "recur/data/subword.h"
 #include "recur/data/text.h"
 
 namespace recur::data {
@@ -143,6 +144,36 @@ TEST(DataText, CharTokensAreCodePointsWithReplacementForInvalidBytes) {
   EXPECT_EQ(char_tokens("h\xC3\xA9!", 0), (std::vector<std::string>{"h", "\xC3\xA9", "!"}));
   EXPECT_EQ(char_tokens(std::string("a\xFF") + "\xE2\x82", 0), (std::vector<std::string>{"a", "\xEF\xBF\xBD", "\xEF\xBF\xBD", "\xEF\xBF\xBD"}));
   EXPECT_EQ(char_tokens("abcdef", 2).size(), 2u);
+}
+
+}  // namespace
+}  // namespace recur::data
+
+namespace recur::data {
+namespace {
+
+TEST(DataSubword, Base64RoundTripsAndRejectsGarbage) {
+  for (const std::string& s : {std::string(""), std::string("a"), std::string("ab"), std::string("abc"),
+                              std::string("\x00\xFF\x10 binary", 10)})
+    EXPECT_EQ(base64_decode(base64_encode(s)), s);
+  EXPECT_EQ(base64_encode("Man"), "TWFu");
+  EXPECT_EQ(base64_encode("Ma"), "TWE=");
+  EXPECT_THROW(base64_decode("abc"), Error);
+  EXPECT_THROW(base64_decode("ab!c"), Error);
+}
+
+TEST(DataSubword, TrainsEncodesAndRestoresFromItsSerializedForm) {
+  std::vector<std::string> texts;
+  for (int i = 0; i < 50; ++i) texts.push_back("the quick brown fox jumps over the lazy dog " + std::to_string(i));
+  SubwordModel m = SubwordModel::train(texts, 40);
+  EXPECT_GT(m.size(), 8);
+  const auto ids = m.encode("the lazy fox", 0);
+  ASSERT_FALSE(ids.empty());
+  for (int64_t id : ids) EXPECT_TRUE(id >= 2 && id < m.size()) << id;  // neither <pad> nor out of range
+  EXPECT_EQ(m.encode("the lazy fox", 2).size(), 2u);
+  SubwordModel back = SubwordModel::from_serialized(base64_decode(base64_encode(m.serialized())));
+  EXPECT_EQ(back.encode("the lazy fox", 0), ids);
+  EXPECT_THROW(SubwordModel::from_serialized("not a model"), Error);
 }
 
 }  // namespace

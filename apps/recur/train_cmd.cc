@@ -16,6 +16,7 @@
 #include "recur/data/fetch.h"
 #include "recur/data/idx.h"
 #include "recur/data/series.h"
+#include "recur/data/subword.h"
 #include "recur/data/text.h"
 #include "recur/models/seq2vec.h"
 #include "recur/ops/loss.h"
@@ -45,7 +46,10 @@ std::vector<ConfigKey> train_schema() {
       {"data.train", V::String, "", "text: training documents (file or folder)", {}},
       {"data.valid", V::String, "", "text: validation documents; empty: split from data.train by hash", {}},
       {"data.test", V::String, "", "text: test documents; empty: split from data.train by hash", {}},
-      {"data.tokenizer", V::String, "word", "spam/text: word or char tokens", {"word", "char"}},
+      {"data.tokenizer", V::String, "word",
+       "spam/text: word, char, or sentencepiece (a unigram model of data.vocab_size pieces trained on the training "
+       "documents)",
+       {"word", "char", "sentencepiece"}},
       {"data.max_tokens", V::Int, "400", "spam: words read from the start of each mail (headers included)", {}},
       {"data.min_count", V::Int, "2", "spam: a word enters the vocabulary after this many training mails' uses", {}},
       {"data.vocab_size", V::Int, "30000", "spam: vocabulary entries at most, <pad> and <unk> included", {}},
@@ -95,7 +99,9 @@ models::Pooling pooling_of(const std::string& s) {
 struct TaskData {
   data::SequenceDataset train, valid, test;
   bool regression = false;
-  data::Vocabulary vocab;        // spam
+  data::Vocabulary vocab;        // spam/text with word or char tokens
+  std::shared_ptr<data::SubwordModel> subwords;  // spam/text with sentencepiece
+  int64_t vocab_size() const { return subwords ? subwords->size() : vocab.size(); }
   data::PixelNorm norm;        // fashion-rows
   data::SeriesNorm series_norm;  // births
   // births: per example, the actual values and the seasonal-naive forecasts (value a week earlier),
@@ -104,6 +110,9 @@ struct TaskData {
   std::vector<double> valid_level, test_level;
   nlohmann::json meta() const {
     if (regression) return nlohmann::json{{"series_norm", {series_norm.mean, series_norm.std}}};
+    if (subwords)
+      return nlohmann::json{{"sentencepiece", data::base64_encode(subwords->serialized())},
+                            {"classes", train.class_names}};
     if (vocab.size() > 0) return nlohmann::json{{"vocab", vocab.words()}, {"classes", train.class_names}};
     return nlohmann::json{{"pixel_norm", {norm.mean, norm.std}}};
   }
@@ -155,26 +164,46 @@ TaskData load_births(const Config& c) {
   return t;
 }
 
+// A document as subword ids (L, 1); an empty one is a single <unk>.
+data::Example subword_example(const data::SubwordModel& m, const std::string& text, int64_t max_tokens, int64_t label) {
+  std::vector<int64_t> ids = m.encode(text, max_tokens);
+  if (ids.empty()) ids.push_back(data::Vocabulary::kUnk);
+  data::Example e;
+  e.features = Tensor::from_i64({static_cast<int64_t>(ids.size()), 1}, ids);
+  e.label = label;
+  return e;
+}
+
 // Documents in train/valid/test (index 0, 1, 2) -> token-id datasets; the vocabulary and the
 // label set come from the training documents only, and a label only seen in valid/test is an
 // error naming the document.
 TaskData text_task(const Config& c, const std::vector<data::LabeledText> (&docs)[3]) {
   const int64_t max_tokens = c.get_int("data.max_tokens");
-  const bool chars = c.get_string("data.tokenizer") == "char";
-  std::vector<std::vector<std::string>> tokens[3];
-  for (int k = 0; k < 3; ++k)
-    for (const auto& d : docs[k])
-      tokens[k].push_back(chars ? data::char_tokens(d.text, max_tokens) : data::word_tokens(d.text, max_tokens));
+  const std::string tokenizer = c.get_string("data.tokenizer");
   const data::LabelMap labels(docs[0]);
   TaskData t;
-  t.vocab.build(tokens[0], c.get_int("data.min_count"), c.get_int("data.vocab_size"));
   data::SequenceDataset* sets[3] = {&t.train, &t.valid, &t.test};
   for (int k = 0; k < 3; ++k) {
     sets[k]->num_classes = static_cast<int64_t>(labels.names().size());
     sets[k]->class_names = labels.names();
+  }
+  if (tokenizer == "sentencepiece") {
+    std::vector<std::string> texts;
+    for (const auto& d : docs[0]) texts.push_back(d.text);
+    t.subwords = std::make_shared<data::SubwordModel>(data::SubwordModel::train(texts, c.get_int("data.vocab_size")));
+    for (int k = 0; k < 3; ++k)
+      for (const auto& d : docs[k]) sets[k]->push_back(subword_example(*t.subwords, d.text, max_tokens, labels.id(d)));
+    return t;
+  }
+  std::vector<std::vector<std::string>> tokens[3];
+  for (int k = 0; k < 3; ++k)
+    for (const auto& d : docs[k])
+      tokens[k].push_back(tokenizer == "char" ? data::char_tokens(d.text, max_tokens)
+                                              : data::word_tokens(d.text, max_tokens));
+  t.vocab.build(tokens[0], c.get_int("data.min_count"), c.get_int("data.vocab_size"));
+  for (int k = 0; k < 3; ++k)
     for (size_t i = 0; i < tokens[k].size(); ++i)
       sets[k]->push_back(data::text_example(tokens[k][i], t.vocab, labels.id(docs[k][i])));
-  }
   return t;
 }
 
@@ -395,7 +424,7 @@ void run_train(const TrainSettings& s) {
               t.valid.examples.size());
   const uint64_t seed = static_cast<uint64_t>(c.get_int("train.seed"));
   Rng rng(seed);
-  models::Seq2Vec model(model_options(c, t.train, t.regression, t.vocab.size()), rng);
+  models::Seq2Vec model(model_options(c, t.train, t.regression, t.vocab_size()), rng);
   auto params = model.named_parameters();
   auto opt = make_optimizer(c, params);
   const int64_t epochs = c.get_int("train.epochs"), batch = c.get_int("train.batch");
@@ -488,7 +517,7 @@ void run_train(const TrainSettings& s) {
       break;
     }
   }
-  models::Seq2Vec best_model(model_options(c, t.train, t.regression, t.vocab.size()), rng);
+  models::Seq2Vec best_model(model_options(c, t.train, t.regression, t.vocab_size()), rng);
   train::load_checkpoint((fs::path(s.out) / "best.safetensors").string(), best_model, nullptr);
   Metrics test = evaluate_split(best_model, t, true);
   std::cout << fmt::format("test {} ({} examples); best valid score {:.4f}; {:.0f} s\n", test.summary(), test.count, best,
@@ -507,7 +536,7 @@ void run_eval(const EvalSettings& s) {
   TaskData t = load_task(c, false);
   const data::SequenceDataset& ds = s.split == "valid" ? t.valid : t.test;
   Rng rng(0);
-  models::Seq2Vec model(model_options(c, ds, t.regression, t.vocab.size()), rng);
+  models::Seq2Vec model(model_options(c, ds, t.regression, t.vocab_size()), rng);
   train::load_checkpoint(s.checkpoint, model, nullptr);
   Metrics m = evaluate_split(model, t, s.split == "test");
   if (s.json) {
@@ -550,7 +579,8 @@ Tensor parse_image_line(const std::string& line, const std::string& where, const
 void run_predict(const PredictSettings& s) {
   set_num_threads(s.threads);
   const nlohmann::json meta = train::read_checkpoint_config(s.checkpoint);
-  RECUR_CHECK(meta.contains("config") && (meta.contains("pixel_norm") || meta.contains("vocab")),
+  RECUR_CHECK(meta.contains("config") &&
+                  (meta.contains("pixel_norm") || meta.contains("vocab") || meta.contains("sentencepiece")),
               "predict: checkpoint '{}' was not written by recur train for a classification task (no config with "
               "pixel_norm or vocab in its metadata)",
               s.checkpoint);
@@ -562,10 +592,15 @@ void run_predict(const PredictSettings& s) {
               c.get_string("task"));
   data::PixelNorm norm;
   data::Vocabulary vocab;
+  std::shared_ptr<data::SubwordModel> subwords;
   data::SequenceDataset shape;
   std::vector<std::string> names;
   if (text) {
-    vocab.assign(meta.at("vocab").get<std::vector<std::string>>());
+    if (meta.contains("sentencepiece"))
+      subwords = std::make_shared<data::SubwordModel>(
+          data::SubwordModel::from_serialized(data::base64_decode(meta.at("sentencepiece").get<std::string>())));
+    else
+      vocab.assign(meta.at("vocab").get<std::vector<std::string>>());
     shape.feature_dim = 1;
     names = meta.at("classes").get<std::vector<std::string>>();
   } else {
@@ -575,7 +610,7 @@ void run_predict(const PredictSettings& s) {
   }
   shape.num_classes = static_cast<int64_t>(names.size());
   Rng rng(0);
-  models::Seq2Vec model(model_options(c, shape, false, vocab.size()), rng);
+  models::Seq2Vec model(model_options(c, shape, false, subwords ? subwords->size() : vocab.size()), rng);
   train::load_checkpoint(s.checkpoint, model, nullptr);
   model.train(false);
   std::ifstream file;
@@ -589,10 +624,11 @@ void run_predict(const PredictSettings& s) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     // One input per line: a mail's text (spam), or 784 pixel values (fashion-rows).
     const int64_t max_tokens = c.get_int("data.max_tokens");
-    Tensor x = text ? data::text_example(c.get_string("data.tokenizer") == "char" ? data::char_tokens(line, max_tokens)
-                                                                               : data::word_tokens(line, max_tokens),
-                                         vocab, 0)
-                          .features
+    Tensor x = subwords ? subword_example(*subwords, line, max_tokens, 0).features
+               : text   ? data::text_example(c.get_string("data.tokenizer") == "char" ? data::char_tokens(line, max_tokens)
+                                                                                    : data::word_tokens(line, max_tokens),
+                                             vocab, 0)
+                            .features
                     : parse_image_line(line, fmt::format("{}:{}", s.input == "-" ? "stdin" : s.input, line_no), norm);
     PackedBatch pb = PackedBatch::from_lengths({x.dim(0)});
     Tape tape;

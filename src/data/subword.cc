@@ -1,0 +1,124 @@
+#include "recur/data/subword.h"
+
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
+
+#include <sstream>
+
+#include "recur/core/error.h"
+
+namespace recur::data {
+
+namespace {
+
+// Feeds the non-empty lines of the training texts to the trainer without a temporary file.
+class LineIterator : public sentencepiece::SentenceIterator {
+ public:
+  explicit LineIterator(const std::vector<std::string>& texts) {
+    for (const auto& t : texts) {
+      std::stringstream ss(t);
+      std::string line;
+      while (std::getline(ss, line))
+        if (!line.empty()) lines_.push_back(line.substr(0, 4000));  // the trainer skips longer lines
+    }
+  }
+  bool done() const override { return i_ >= lines_.size(); }
+  void Next() override { ++i_; }
+  const std::string& value() const override { return lines_[i_]; }
+  sentencepiece::util::Status status() const override { return sentencepiece::util::Status(); }
+
+ private:
+  std::vector<std::string> lines_;
+  size_t i_ = 0;
+};
+
+}  // namespace
+
+SubwordModel SubwordModel::train(const std::vector<std::string>& texts, int64_t vocab_size) {
+  RECUR_CHECK(vocab_size >= 8, "sentencepiece: vocab_size {} is too small", vocab_size);
+  LineIterator it(texts);
+  RECUR_CHECK(!it.done(), "sentencepiece: no training text");
+  std::string proto;
+  const std::string args = "--model_type=unigram --vocab_size=" + std::to_string(vocab_size) +
+                           " --hard_vocab_limit=false --character_coverage=1.0 --pad_id=0 --unk_id=1 --bos_id=-1"
+                           " --eos_id=-1 --minloglevel=2 --num_threads=2 --shuffle_input_sentence=false";
+  const auto status = sentencepiece::SentencePieceTrainer::Train(args, &it, &proto);
+  RECUR_CHECK(status.ok(), "sentencepiece training failed: {}", status.ToString());
+  return from_serialized(proto);
+}
+
+SubwordModel SubwordModel::from_serialized(const std::string& proto) {
+  SubwordModel m;
+  m.sp_ = std::make_shared<sentencepiece::SentencePieceProcessor>();
+  const auto status = m.sp_->LoadFromSerializedProto(proto);
+  RECUR_CHECK(status.ok(), "sentencepiece: cannot load the model: {}", status.ToString());
+  m.proto_ = proto;
+  return m;
+}
+
+std::vector<int64_t> SubwordModel::encode(const std::string& text, int64_t max_tokens) const {
+  std::vector<int> ids;
+  const auto status = sp_->Encode(text, &ids);
+  RECUR_CHECK(status.ok(), "sentencepiece: cannot encode: {}", status.ToString());
+  std::vector<int64_t> out(ids.begin(), ids.end());
+  if (max_tokens > 0 && static_cast<int64_t>(out.size()) > max_tokens) out.resize(static_cast<size_t>(max_tokens));
+  return out;
+}
+
+int64_t SubwordModel::size() const { return sp_->GetPieceSize(); }
+
+namespace {
+constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+}
+
+std::string base64_encode(const std::string& bytes) {
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const uint32_t v = (uint32_t(uint8_t(bytes[i])) << 16) | (uint32_t(uint8_t(bytes[i + 1])) << 8) | uint8_t(bytes[i + 2]);
+    for (int k = 3; k >= 0; --k) out += kAlphabet[(v >> (6 * k)) & 63];
+  }
+  if (i < bytes.size()) {
+    uint32_t v = uint32_t(uint8_t(bytes[i])) << 16;
+    if (i + 1 < bytes.size()) v |= uint32_t(uint8_t(bytes[i + 1])) << 8;
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+std::string base64_decode(const std::string& text) {
+  RECUR_CHECK(text.size() % 4 == 0, "base64: length {} is not a multiple of 4", text.size());
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string out;
+  for (size_t i = 0; i < text.size(); i += 4) {
+    uint32_t v = 0;
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = text[i + k];
+      int d = 0;
+      if (c == '=' && i + 4 == text.size() && k >= 2) {
+        ++pad;
+      } else {
+        d = value(c);
+        RECUR_CHECK(d >= 0 && pad == 0, "base64: bad character at {}", i + static_cast<size_t>(k));
+      }
+      v = (v << 6) | static_cast<uint32_t>(d);
+    }
+    out += static_cast<char>((v >> 16) & 255);
+    if (pad < 2) out += static_cast<char>((v >> 8) & 255);
+    if (pad < 1) out += static_cast<char>(v & 255);
+  }
+  return out;
+}
+
+}  // namespace recur::data
