@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -70,7 +71,10 @@ std::vector<nlohmann::json> read_metrics(const fs::path& p) {
   std::vector<nlohmann::json> v;
   std::ifstream in(p);
   std::string line;
-  while (std::getline(in, line)) v.push_back(nlohmann::json::parse(line));
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.value("kind", "") == "epoch") v.push_back(j);
+  }
   return v;
 }
 
@@ -275,6 +279,40 @@ TEST_F(CliTrain, TextTaskFromTsvFiles) {
   EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.text.find("test.tsv:41"), std::string::npos) << bad.text;
   EXPECT_NE(bad.text.find("'meh'"), std::string::npos) << bad.text;
+}
+
+// SIGINT: training stops after the current step, saves interrupted.safetensors beside `last`,
+// exits with 130, and the run resumes from `last`.
+TEST_F(CliTrain, SigintSavesAndExitsCleanly) {
+  const std::string out = (dir_ / "int").string(), cfg_path = cfg();
+  const std::string epochs = "train.epochs=400", patience = "train.patience=1000", log_every = "train.log_every=1";
+  const std::string log = (dir_ / "int.log").string();
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    freopen(log.c_str(), "w", stderr);
+    execl(RECUR_BINARY, RECUR_BINARY, "train", cfg_path.c_str(), "--set", epochs.c_str(), "--set", patience.c_str(),
+          "--set", log_every.c_str(), "--out", out.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const fs::path metrics = dir_ / "int" / "metrics.jsonl";
+  for (int i = 0; i < 600 && (!fs::exists(metrics) || read_metrics(metrics).size() < 2); ++i) usleep(50000);
+  kill(pid, SIGINT);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFEXITED(st)) << "not a clean exit";
+  EXPECT_EQ(WEXITSTATUS(st), 130);
+  EXPECT_FALSE(load_safetensors(out + "/interrupted.safetensors").tensors.empty());
+  EXPECT_FALSE(load_safetensors(out + "/last.safetensors").tensors.empty());
+  std::ifstream in(log);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("interrupted at epoch"), std::string::npos) << text;
+  // Step rows are in metrics.jsonl too.
+  std::ifstream mf(metrics);
+  std::string line;
+  int steps = 0;
+  while (std::getline(mf, line)) steps += nlohmann::json::parse(line).value("kind", "") == "step";
+  EXPECT_GT(steps, 0);
 }
 
 TEST_F(CliTrain, ConfigErrorsAreOneClearLine) {

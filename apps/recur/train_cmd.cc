@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -81,7 +82,8 @@ std::vector<ConfigKey> train_schema() {
       {"train.patience", V::Int, "3", "epochs without validation improvement before stopping", {}},
       {"train.seed", V::Int, "1", "seed for initialisation, shuffling and dropout", {}},
       {"train.threads", V::Int, "2", "threads for GEMMs and pointwise loops", {}},
-      {"train.log_every", V::Int, "100", "steps between progress lines when stderr is not a terminal", {}},
+      {"train.log_every", V::Int, "100", "steps between progress lines (non-terminal stderr) and step rows in metrics.jsonl", {}},
+      {"train.skip_nonfinite", V::Bool, "false", "skip a batch whose loss is NaN/Inf instead of stopping", {}},
   };
 }
 
@@ -388,9 +390,19 @@ std::unique_ptr<train::Optimizer> make_optimizer(const Config& c, const train::N
   return std::make_unique<train::Adam>(params, o);
 }
 
+// Set by SIGINT: training finishes the current step, saves and exits. A signal handler can only
+// set a flag, hence this one piece of global state in the CLI.
+volatile std::sig_atomic_t g_interrupted = 0;
+extern "C" void on_sigint(int) { g_interrupted = 1; }
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
+
+/// Thrown when SIGINT stopped training after saving; main turns it into exit status 130.
+struct Interrupted : std::exception {
+  const char* what() const noexcept override { return "interrupted"; }
+};
 
 struct TrainSettings {
   std::string config_path;
@@ -459,6 +471,8 @@ void run_train(const TrainSettings& s) {
     std::cerr << fmt::format("resumed from {} after epoch {} (step {})\n", s.resume, start_epoch - 1, step);
   }
   std::ofstream metrics(fs::path(s.out) / "metrics.jsonl", std::ios::app);
+  g_interrupted = 0;
+  std::signal(SIGINT, on_sigint);
   const bool tty = isatty(STDERR_FILENO);
   const int64_t log_every = c.get_int("train.log_every");
   std::cerr << fmt::format("train: {} train / {} valid / {} test examples, {} parameters, {} steps per epoch\n",
@@ -478,8 +492,14 @@ void run_train(const TrainSettings& s) {
       Var out = model.forward(tape, b.x, b.layout, mix64(seed ^ static_cast<uint64_t>(step)));
       Var loss = t.regression ? mse(tape, out, b.targets) : cross_entropy(tape, out, b.labels);
       const double lv = loss.value().item();
-      RECUR_CHECK(std::isfinite(lv), "train: the loss became {} at epoch {} step {}; lower train.lr or set train.clip",
-                  lv, epoch, step);
+      if (!std::isfinite(lv)) {
+        RECUR_CHECK(c.get_bool("train.skip_nonfinite"),
+                    "train: the loss became {} at epoch {} step {}; lower train.lr, set train.clip, or set "
+                    "train.skip_nonfinite: true",
+                    lv, epoch, step);
+        std::cerr << fmt::format("\nskipping batch {} of epoch {}: loss {}\n", bi + 1, epoch, lv);
+        continue;
+      }
       tape.backward(loss);
       if (c.get_float("train.clip") > 0) train::clip_grad_norm(params, c.get_float("train.clip"));
       opt->step();
@@ -488,11 +508,28 @@ void run_train(const TrainSettings& s) {
       ++seen;
       tokens += b.layout.tokens();
       const double secs = seconds_since(t_epoch);
-      if (tty || (log_every > 0 && step % log_every == 0)) {
+      const bool log_step = log_every > 0 && step % log_every == 0;
+      if (tty || log_step) {
         const double eta = secs / static_cast<double>(bi + 1) * static_cast<double>(batches.size() - bi - 1);
         std::cerr << fmt::format("{}epoch {} step {}/{} loss {:.4f} {:.0f} tok/s ETA {:.0f}s{}", tty ? "\r" : "", epoch,
                                  bi + 1, batches.size(), loss_sum / static_cast<double>(seen),
                                  static_cast<double>(tokens) / secs, eta, tty ? "   " : "\n");
+      }
+      if (log_step)
+        metrics << nlohmann::json{{"kind", "step"}, {"epoch", epoch}, {"step", step},
+                                  {"train_loss", loss_sum / static_cast<double>(seen)}, {"lr", opt->lr()},
+                                  {"tokens_per_s", static_cast<double>(tokens) / secs}}
+                       .dump()
+                << std::endl;
+      if (g_interrupted) {
+        // `last` stays the end of the previous epoch (what --resume continues exactly); the
+        // interrupted state goes beside it.
+        const std::string path = (fs::path(s.out) / "interrupted.safetensors").string();
+        train::save_checkpoint(path, model, opt.get(), meta(epoch));
+        std::cerr << fmt::format("\ninterrupted at epoch {} step {}: saved {}; resume with --resume {}\n", epoch, step,
+                                 path, (fs::path(s.out) / "last.safetensors").string());
+        std::signal(SIGINT, SIG_DFL);
+        throw Interrupted();
       }
     }
     Metrics v = evaluate_split(model, t, false);
@@ -503,7 +540,7 @@ void run_train(const TrainSettings& s) {
     if (tty) std::cerr << "\n";
     std::cerr << fmt::format("epoch {} train loss {:.4f} valid {}{} ({:.0f} s)\n", epoch,
                              loss_sum / static_cast<double>(seen), v.summary(), improved ? " *" : "", secs);
-    nlohmann::json row{{"epoch", epoch}, {"step", step}, {"train_loss", loss_sum / static_cast<double>(seen)},
+    nlohmann::json row{{"kind", "epoch"}, {"epoch", epoch}, {"step", step}, {"train_loss", loss_sum / static_cast<double>(seen)},
                        {"valid_loss", v.loss}, {"lr", opt->lr()}, {"seconds", secs},
                        {"tokens_per_s", static_cast<double>(tokens) / secs}};
     if (t.regression) row.update({{"valid_mae", v.mae}, {"valid_naive_mae", v.naive_mae}});
@@ -666,7 +703,13 @@ void add_train(CLI::App& app) {
   cmd->add_option("--threads", s->threads, "Threads (overrides train.threads)")->check(CLI::PositiveNumber);
   cmd->add_option("--seed", s->seed, "Seed (overrides train.seed)");
   cmd->add_flag("--print-config", s->print_config, "Print the resolved config with a line of doc per key and exit");
-  cmd->callback([s] { run_train(*s); });
+  cmd->callback([s] {
+    try {
+      run_train(*s);
+    } catch (const Interrupted&) {
+      std::exit(130);
+    }
+  });
 
   auto e = std::make_shared<EvalSettings>();
   CLI::App* ev = app.add_subcommand("eval", "Evaluate a checkpoint");
