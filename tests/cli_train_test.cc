@@ -200,6 +200,23 @@ TEST_F(CliTrain, BirthsForecastTrainsAndReportsMaeAgainstSeasonalNaive) {
   auto j = nlohmann::json::parse(e.text.substr(e.text.find('{')));
   EXPECT_EQ(j["examples"], 365 - 7 + 1);
   EXPECT_TRUE(j.contains("mae"));
+
+  // predict: a window's first day and its 14 values -> the next 7 days.
+  {
+    std::ofstream req(dir_ / "req.txt");
+    req << "1987-03-02";
+    for (int i = 0; i < 14; ++i) req << ' ' << (i % 7 >= 5 ? 7500 : 9300);
+    req << "\n1987-03-02 1 2 3\n";
+  }
+  Out p = recur_cmd("predict --checkpoint " + out + "/best.safetensors --input " + (dir_ / "req.txt").string() +
+                    " --json");
+  EXPECT_NE(p.status, 0);  // the second line is short
+  ASSERT_NE(p.text.find('{'), std::string::npos) << p.text;
+  auto f = nlohmann::json::parse(p.text.substr(p.text.find('{'), p.text.find('\n') - p.text.find('{')));
+  ASSERT_EQ(f["forecast"].size(), 7u) << p.text;
+  for (auto& v : f["forecast"]) EXPECT_TRUE(v.get<double>() > 0 && v.get<double>() < 20000) << v;
+  EXPECT_NE(p.text.find("req.txt:2"), std::string::npos) << p.text;
+  EXPECT_NE(p.text.find("window of 14"), std::string::npos) << p.text;
 }
 
 // SIGKILL at any moment leaves a loadable last checkpoint (writes are atomic), and training

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "commands.h"
 #include "config.h"
@@ -613,9 +614,69 @@ Tensor parse_image_line(const std::string& line, const std::string& where, const
   return img;
 }
 
+// Births: each input line is "YYYY-MM-DD v1 ... vW", the first day of the window and the W
+// observed values; prints the forecast of the next `horizon` days.
+void predict_forecast(const PredictSettings& s, const nlohmann::json& meta) {
+  Config c(train_schema());
+  c.load_json(meta.at("config"));
+  const data::SeriesNorm norm{meta.at("series_norm").at(0).get<double>(), meta.at("series_norm").at(1).get<double>()};
+  const int64_t window = c.get_int("data.window"), horizon = c.get_int("data.horizon");
+  data::SequenceDataset shape;
+  shape.feature_dim = data::kSeriesFeatureDim;
+  Rng rng(0);
+  models::Seq2Vec model(model_options(c, shape, true), rng);
+  train::load_checkpoint(s.checkpoint, model, nullptr);
+  model.train(false);
+  std::ifstream file;
+  if (s.input != "-") {
+    file.open(s.input);
+    RECUR_CHECK(file.good(), "predict: cannot open input '{}'", s.input);
+  }
+  std::istream& in = s.input == "-" ? std::cin : file;
+  std::string line;
+  for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = fmt::format("{}:{}", s.input == "-" ? "stdin" : s.input, line_no);
+    std::stringstream ss(line);
+    std::string date;
+    ss >> date;
+    int y = 0, m = 0, d = 0;
+    RECUR_CHECK(std::sscanf(date.c_str(), "%d-%d-%d", &y, &m, &d) == 3,
+                "{}: expected 'YYYY-MM-DD v1 ... v{}' (the window's first day, then its values), got '{}'", where,
+                window, date);
+    std::vector<double> values;
+    double v = 0;
+    while (ss >> v) values.push_back(v);
+    RECUR_CHECK(ss.eof(), "{}: a value is not a number", where);
+    RECUR_CHECK(static_cast<int64_t>(values.size()) == window, "{}: {} values, the model reads a window of {}", where,
+                values.size(), window);
+    values.resize(static_cast<size_t>(window + horizon), 0.0);  // the forecast days: calendar only
+    const data::DailySeries series = data::consecutive_days(y, m, d, values);
+    data::SequenceDataset one =
+        data::make_windows(series, {window, horizon, 1}, norm, window, window + horizon - 1).data;
+    const double level = remove_levels(one, window).at(0);
+    PackedBatch pb = PackedBatch::from_lengths({one[0].features.dim(0)});
+    Tape tape;
+    NoGrad ng(tape);
+    Var out = model.forward(tape, one[0].features, pb, 0);
+    std::vector<double> forecast;
+    for (int64_t k = 0; k < horizon; ++k) forecast.push_back((out.value().f32()[k] + level) * norm.std + norm.mean);
+    if (s.json) {
+      std::cout << nlohmann::json{{"line", line_no}, {"forecast", forecast}}.dump() << std::endl;
+    } else {
+      for (size_t k = 0; k < forecast.size(); ++k) std::cout << (k ? "\t" : "") << fmt::format("{:.1f}", forecast[k]);
+      std::cout << std::endl;
+    }
+  }
+}
+
 void run_predict(const PredictSettings& s) {
   set_num_threads(s.threads);
   const nlohmann::json meta = train::read_checkpoint_config(s.checkpoint);
+  if (meta.contains("series_norm")) {
+    predict_forecast(s, meta);
+    return;
+  }
   RECUR_CHECK(meta.contains("config") &&
                   (meta.contains("pixel_norm") || meta.contains("vocab") || meta.contains("sentencepiece")),
               "predict: checkpoint '{}' was not written by recur train for a classification task (no config with "

@@ -259,4 +259,19 @@ SeriesWindows make_windows(const DailySeries& s, const WindowOptions& o, const S
   return out;
 }
 
+DailySeries consecutive_days(int32_t year, int32_t month, int32_t day, const std::vector<double>& values) {
+  RECUR_CHECK(valid_date(year, month, day), "consecutive_days: {}-{}-{} is not a date", year, month, day);
+  DailySeries s;
+  for (double v : values) {
+    s.year.push_back(year), s.month.push_back(month), s.day.push_back(day);
+    s.weekday.push_back(iso_weekday(year, month, day));
+    s.value.push_back(v);
+    if (++day > days_in_month(year, month)) {
+      day = 1;
+      if (++month > 12) month = 1, ++year;
+    }
+  }
+  return s;
+}
+
 }  // namespace recur::data

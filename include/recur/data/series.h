@@ -82,4 +82,8 @@ SeriesNorm fit_norm(const DailySeries& s, int64_t first_day, int64_t last_day);
 /// Index of January 1 of `year` in s; recur::Error if the series does not contain that day.
 int64_t first_day_of_year(const DailySeries& s, int32_t year);
 
+/// Consecutive days from year-month-day on, one per value, with their weekdays: how a forecast
+/// request (a start date and the observed values) becomes a series. Error on an invalid date.
+DailySeries consecutive_days(int32_t year, int32_t month, int32_t day, const std::vector<double>& values);
+
 }  // namespace recur::data
