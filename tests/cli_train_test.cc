@@ -332,6 +332,23 @@ TEST_F(CliTrain, SigintSavesAndExitsCleanly) {
   EXPECT_GT(steps, 0);
 }
 
+// Early stopping on a chosen metric, and NaN losses: a clear stop naming the step, or skipped.
+TEST_F(CliTrain, MetricChoiceAndNonFiniteLosses) {
+  Out l = recur_cmd("train " + cfg() + " --set train.metric=loss --out " + (dir_ / "m").string());
+  EXPECT_EQ(l.status, 0) << l.text;
+  Out bad = recur_cmd("train " + cfg() + " --set train.metric=mae --out " + (dir_ / "m2").string());
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.text.find("mae needs a forecasting task"), std::string::npos) << bad.text;
+  // A learning rate this large drives the loss to inf/NaN within a few steps.
+  Out nan = recur_cmd("train " + cfg() + " --set train.optimizer=sgd --set train.lr=3e38 --set train.clip=0 --out " + (dir_ / "n").string());
+  EXPECT_NE(nan.status, 0);
+  EXPECT_NE(nan.text.find("the loss became"), std::string::npos) << nan.text;
+  EXPECT_NE(nan.text.find("step"), std::string::npos) << nan.text;
+  Out skip = recur_cmd("train " + cfg() + " --set train.optimizer=sgd --set train.lr=3e38 --set train.clip=0 --set train.skip_nonfinite=true "
+                       "--set train.epochs=1 --out " + (dir_ / "s").string());
+  EXPECT_NE(skip.text.find("skipping batch"), std::string::npos) << skip.text;
+}
+
 TEST_F(CliTrain, ConfigErrorsAreOneClearLine) {
   std::ofstream(dir_ / "bad.yaml") << "model:\n  hiden: 16\n";
   Out b = recur_cmd("train " + (dir_ / "bad.yaml").string());

@@ -81,6 +81,10 @@ std::vector<ConfigKey> train_schema() {
       {"train.schedule", V::String, "cosine", "learning-rate schedule", {"constant", "step", "cosine"}},
       {"train.warmup_steps", V::Int, "0", "linear warmup steps", {}},
       {"train.patience", V::Int, "3", "epochs without validation improvement before stopping", {}},
+      {"train.metric", V::String, "auto",
+       "validation metric for early stopping and the best checkpoint: auto (accuracy, or MAE for forecasts), "
+       "accuracy, f1, loss or mae",
+       {"auto", "accuracy", "f1", "loss", "mae"}},
       {"train.seed", V::Int, "1", "seed for initialisation, shuffling and dropout", {}},
       {"train.threads", V::Int, "2", "threads for GEMMs and pointwise loops", {}},
       {"train.log_every", V::Int, "100", "steps between progress lines (non-terminal stderr) and step rows in metrics.jsonl", {}},
@@ -298,8 +302,21 @@ struct Metrics {
   double loss = 0, accuracy = 0, mae = 0, naive_mae = 0;
   double f1 = -1;  // F1 of class 1 for two-class tasks (spam), -1 otherwise
   int64_t count = 0;
-  /// Higher is better: accuracy, or minus the MAE.
-  double score() const { return regression ? -mae : accuracy; }
+  /// The early-stopping score of `metric` (see train.metric); higher is better.
+  double score(const std::string& metric) const {
+    const std::string m = metric == "auto" ? (regression ? "mae" : "accuracy") : metric;
+    if (m == "loss") return -loss;
+    if (m == "mae") {
+      RECUR_CHECK(regression, "train.metric: mae needs a forecasting task");
+      return -mae;
+    }
+    RECUR_CHECK(!regression, "train.metric: {} needs a classification task", m);
+    if (m == "f1") {
+      RECUR_CHECK(f1 >= 0, "train.metric: f1 needs a two-class task");
+      return f1;
+    }
+    return accuracy;
+  }
   std::string summary() const {
     if (!regression)
       return fmt::format("accuracy {:.2f}%{} loss {:.4f}", 100 * accuracy,
@@ -534,8 +551,9 @@ void run_train(const TrainSettings& s) {
       }
     }
     Metrics v = evaluate_split(model, t, false);
-    const bool improved = v.score() > best;
-    if (improved) best = v.score();
+    const double score = v.score(c.get_string("train.metric"));
+    const bool improved = score > best;
+    if (improved) best = score;
     bad_epochs = improved ? 0 : bad_epochs + 1;
     const double secs = seconds_since(t_epoch);
     if (tty) std::cerr << "\n";
