@@ -529,8 +529,13 @@ void run_train(const TrainSettings& s) {
       const bool log_step = log_every > 0 && step % log_every == 0;
       if (tty || log_step) {
         const double eta = secs / static_cast<double>(bi + 1) * static_cast<double>(batches.size() - bi - 1);
-        std::cerr << fmt::format("{}epoch {} step {}/{} loss {:.4f} {:.0f} tok/s ETA {:.0f}s{}", tty ? "\r" : "", epoch,
-                                 bi + 1, batches.size(), loss_sum / static_cast<double>(seen),
+        // On a terminal the line redraws in place with a bar; elsewhere it is a plain log line.
+        const int filled = static_cast<int>(20 * (bi + 1) / batches.size());
+        const std::string bar = tty ? "[" + std::string(static_cast<size_t>(filled), '#') +
+                                          std::string(static_cast<size_t>(20 - filled), '.') + "] "
+                                    : std::string();
+        std::cerr << fmt::format("{}{}epoch {} step {}/{} loss {:.4f} {:.0f} tok/s ETA {:.0f}s{}", tty ? "\r" : "", bar,
+                                 epoch, bi + 1, batches.size(), loss_sum / static_cast<double>(seen),
                                  static_cast<double>(tokens) / secs, eta, tty ? "   " : "\n");
       }
       if (log_step)
