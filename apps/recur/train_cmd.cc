@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <sstream>
 
@@ -637,6 +638,22 @@ Tensor parse_image_line(const std::string& line, const std::string& where, const
   return img;
 }
 
+// Calls fn(line, line_no, "file:line") for each non-blank line of --input (a file, or - for stdin),
+// as the lines arrive, so output streams.
+void for_each_input_line(const PredictSettings& s,
+                         const std::function<void(const std::string&, int64_t, const std::string&)>& fn) {
+  std::ifstream file;
+  if (s.input != "-") {
+    file.open(s.input);
+    RECUR_CHECK(file.good(), "predict: cannot open input '{}'", s.input);
+  }
+  std::istream& in = s.input == "-" ? std::cin : file;
+  std::string line;
+  for (int64_t line_no = 1; std::getline(in, line); ++line_no)
+    if (line.find_first_not_of(" \t\r") != std::string::npos)
+      fn(line, line_no, fmt::format("{}:{}", s.input == "-" ? "stdin" : s.input, line_no));
+}
+
 // Births: each input line is "YYYY-MM-DD v1 ... vW", the first day of the window and the W
 // observed values; prints the forecast of the next `horizon` days.
 void predict_forecast(const PredictSettings& s, const nlohmann::json& meta) {
@@ -650,16 +667,7 @@ void predict_forecast(const PredictSettings& s, const nlohmann::json& meta) {
   models::Seq2Vec model(model_options(c, shape, true), rng);
   train::load_checkpoint(s.checkpoint, model, nullptr);
   model.train(false);
-  std::ifstream file;
-  if (s.input != "-") {
-    file.open(s.input);
-    RECUR_CHECK(file.good(), "predict: cannot open input '{}'", s.input);
-  }
-  std::istream& in = s.input == "-" ? std::cin : file;
-  std::string line;
-  for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = fmt::format("{}:{}", s.input == "-" ? "stdin" : s.input, line_no);
+  for_each_input_line(s, [&](const std::string& line, int64_t line_no, const std::string& where) {
     std::stringstream ss(line);
     std::string date;
     ss >> date;
@@ -690,7 +698,7 @@ void predict_forecast(const PredictSettings& s, const nlohmann::json& meta) {
       for (size_t k = 0; k < forecast.size(); ++k) std::cout << (k ? "\t" : "") << fmt::format("{:.1f}", forecast[k]);
       std::cout << std::endl;
     }
-  }
+  });
 }
 
 void run_predict(const PredictSettings& s) {
@@ -734,15 +742,7 @@ void run_predict(const PredictSettings& s) {
   models::Seq2Vec model(model_options(c, shape, false, subwords ? subwords->size() : vocab.size()), rng);
   train::load_checkpoint(s.checkpoint, model, nullptr);
   model.train(false);
-  std::ifstream file;
-  if (s.input != "-") {
-    file.open(s.input);
-    RECUR_CHECK(file.good(), "predict: cannot open input '{}'", s.input);
-  }
-  std::istream& in = s.input == "-" ? std::cin : file;
-  std::string line;
-  for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+  for_each_input_line(s, [&](const std::string& line, int64_t line_no, const std::string& where) {
     // One input per line: a mail's text (spam), or 784 pixel values (fashion-rows).
     const int64_t max_tokens = c.get_int("data.max_tokens");
     Tensor x = subwords ? subword_example(*subwords, line, max_tokens, 0).features
@@ -750,7 +750,7 @@ void run_predict(const PredictSettings& s) {
                                                                                     : data::word_tokens(line, max_tokens),
                                              vocab, 0)
                             .features
-                    : parse_image_line(line, fmt::format("{}:{}", s.input == "-" ? "stdin" : s.input, line_no), norm);
+                    : parse_image_line(line, where, norm);
     PackedBatch pb = PackedBatch::from_lengths({x.dim(0)});
     Tape tape;
     NoGrad ng(tape);
@@ -772,7 +772,7 @@ void run_predict(const PredictSettings& s) {
                 << std::endl;
     else
       std::cout << names[static_cast<size_t>(best)] << "\t" << fmt::format("{:.4f}", prob) << std::endl;
-  }
+  });
 }
 
 }  // namespace
