@@ -6,7 +6,15 @@
 
 namespace recur {
 
-CachingAllocator::CachingAllocator() {
+namespace {
+void* host_alloc(size_t bytes) { return std::aligned_alloc(64, bytes); }
+void host_free(void* p) { std::free(p); }
+}  // namespace
+
+CachingAllocator::CachingAllocator() : CachingAllocator(host_alloc, host_free) {}
+
+CachingAllocator::CachingAllocator(SystemAlloc sys_alloc, SystemFree sys_free)
+    : sys_alloc_(sys_alloc), sys_free_(sys_free) {
   const char* env = std::getenv("RECUR_NO_CACHE");
   caching_ = !(env && std::strcmp(env, "0") != 0 && *env);
 }
@@ -39,10 +47,10 @@ void* CachingAllocator::allocate(size_t bytes, size_t* block_bytes) {
       return p;
     }
   }
-  void* p = std::aligned_alloc(64, sz);
+  void* p = sys_alloc_(sz);
   if (!p) {
     empty_cache();
-    p = std::aligned_alloc(64, sz);
+    p = sys_alloc_(sz);
   }
   if (!p) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -57,7 +65,7 @@ void CachingAllocator::release(void* ptr, size_t block_bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   current_ -= static_cast<int64_t>(block_bytes);
   if (!caching_) {
-    std::free(ptr);
+    sys_free_(ptr);
     return;
   }
   free_[block_bytes].push_back(ptr);
@@ -83,7 +91,7 @@ void CachingAllocator::reset_peak() {
 void CachingAllocator::empty_cache() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [sz, list] : free_)
-    for (void* p : list) std::free(p);
+    for (void* p : list) sys_free_(p);
   free_.clear();
   cached_ = 0;
 }

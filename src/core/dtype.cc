@@ -38,4 +38,18 @@ std::string Device::str() const {
   return type == DeviceType::CPU ? std::string("cpu") : fmt::format("cuda:{}", index);
 }
 
+Device Device::parse(const std::string& s) {
+  if (s == "cpu") return cpu();
+  if (s == "cuda" || s == "gpu") return cuda(0);
+  if (s.rfind("cuda:", 0) == 0 && s.size() > 5 && s.size() < 9) {
+    int idx = 0;
+    for (size_t i = 5; i < s.size(); ++i) {
+      RECUR_CHECK(s[i] >= '0' && s[i] <= '9', "device '{}': expected cpu, cuda or cuda:N", s);
+      idx = idx * 10 + (s[i] - '0');
+    }
+    return cuda(idx);
+  }
+  RECUR_FAIL("device '{}': expected cpu, cuda or cuda:N", s);
+}
+
 }  // namespace recur

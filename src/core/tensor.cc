@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "device_ops.h"
 #include "recur/core/allocator.h"
 #include "recur/core/thread_pool.h"
 
@@ -21,11 +22,18 @@ int64_t shape_numel(const Shape& s) {
 }
 
 Storage::Storage(size_t nbytes, Device dev) : device(dev) {
-  RECUR_CHECK(dev.type == DeviceType::CPU, "device {} is not available in this build", dev.str());
-  ptr = cpu_allocator().allocate(nbytes, &bytes);
+  if (dev.is_cpu())
+    ptr = cpu_allocator().allocate(nbytes, &bytes);
+  else
+    ptr = devmem::allocate(dev, nbytes, &bytes);
 }
 
-Storage::~Storage() { cpu_allocator().release(ptr, bytes); }
+Storage::~Storage() {
+  if (device.is_cpu())
+    cpu_allocator().release(ptr, bytes);
+  else
+    devmem::release(device, ptr, bytes);
+}
 
 Tensor::Tensor(Shape shape, DType dtype, Device device)
     : shape_(std::move(shape)), dtype_(dtype), device_(device) {
@@ -34,14 +42,14 @@ Tensor::Tensor(Shape shape, DType dtype, Device device)
   storage_ = std::make_shared<Storage>(nbytes(), device);
 }
 
-Tensor Tensor::zeros(Shape shape, DType dtype) {
-  Tensor t(std::move(shape), dtype);
+Tensor Tensor::zeros(Shape shape, DType dtype, Device device) {
+  Tensor t(std::move(shape), dtype, device);
   t.zero_();
   return t;
 }
 
-Tensor Tensor::full(Shape shape, double value, DType dtype) {
-  Tensor t(std::move(shape), dtype);
+Tensor Tensor::full(Shape shape, double value, DType dtype, Device device) {
+  Tensor t(std::move(shape), dtype, device);
   t.fill_(value);
   return t;
 }
@@ -116,18 +124,29 @@ Tensor Tensor::rows(int64_t begin, int64_t end) const {
 
 Tensor Tensor::clone() const {
   Tensor t(shape_, dtype_, device_);
-  if (numel_) std::memcpy(t.raw(), raw(), nbytes());
+  if (numel_) devmem::copy(t.raw(), device_, raw(), device_, nbytes());
   return t;
 }
 
 void Tensor::copy_from(const Tensor& src) {
   RECUR_CHECK(src.numel() == numel_ && src.dtype() == dtype_, "copy_from: {} {} into {} {}", src.shape_str(),
               dtype_name(src.dtype()), shape_str(), dtype_name(dtype_));
-  if (numel_ && raw() != src.raw()) std::memmove(raw(), src.raw(), nbytes());
+  if (numel_ && (raw() != src.raw() || !(device_ == src.device_))) devmem::copy(raw(), device_, src.raw(), src.device_, nbytes());
+}
+
+Tensor Tensor::to(Device device) const {
+  if (!defined() || device == device_) return *this;
+  Tensor t(shape_, dtype_, device);
+  if (numel_) devmem::copy(t.raw(), device, raw(), device_, nbytes());
+  return t;
 }
 
 void Tensor::zero_() {
-  if (numel_) std::memset(raw(), 0, nbytes());
+  if (!numel_) return;
+  if (device_.is_cpu())
+    std::memset(raw(), 0, nbytes());
+  else
+    devmem::zero(device_, raw(), nbytes());
 }
 
 namespace {
@@ -145,6 +164,12 @@ void Tensor::add_(const Tensor& src) {
   RECUR_CHECK(defined() && src.defined(), "add_: undefined tensor");
   RECUR_CHECK(src.numel() == numel_ && src.dtype() == dtype_, "add_: {} {} += {} {}", shape_str(), dtype_name(dtype_),
               src.shape_str(), dtype_name(src.dtype()));
+  RECUR_CHECK(src.device_ == device_, "add_: {} on {} += {} on {}", shape_str(), device_.str(), src.shape_str(),
+              src.device_.str());
+  if (device_.is_cuda()) {
+    devmem::add(device_, raw(), src.raw(), dtype_, numel_);
+    return;
+  }
   switch (dtype_) {
     case DType::F32: add_elements(data<float>(), src.data<float>(), numel_); return;
     case DType::F64: add_elements(data<double>(), src.data<double>(), numel_); return;
@@ -153,6 +178,10 @@ void Tensor::add_(const Tensor& src) {
 }
 
 void Tensor::fill_(double value) {
+  if (device_.is_cuda()) {
+    devmem::fill(device_, raw(), dtype_, numel_, value);
+    return;
+  }
   switch (dtype_) {
     case DType::F32: { float* p = data<float>(); for (int64_t i = 0; i < numel_; ++i) p[i] = static_cast<float>(value); break; }
     case DType::F64: { double* p = data<double>(); for (int64_t i = 0; i < numel_; ++i) p[i] = value; break; }
@@ -163,6 +192,7 @@ void Tensor::fill_(double value) {
 
 double Tensor::item(int64_t i) const {
   RECUR_CHECK(i >= 0 && i < numel_, "item {} out of range for shape {}", i, shape_str());
+  if (device_.is_cuda()) return view({-1}).rows(i, i + 1).cpu().item(0);
   switch (dtype_) {
     case DType::F32: return data<float>()[i];
     case DType::F64: return data<double>()[i];
@@ -173,6 +203,7 @@ double Tensor::item(int64_t i) const {
 }
 
 Tensor Tensor::to(DType dtype) const {
+  if (device_.is_cuda()) return cpu().to(dtype).to(device_);
   Tensor t(shape_, dtype, device_);
   if (dtype == dtype_) {
     t.copy_from(*this);
@@ -191,6 +222,7 @@ Tensor Tensor::to(DType dtype) const {
 }
 
 std::vector<float> Tensor::to_vector() const {
+  if (device_.is_cuda()) return cpu().to_vector();
   std::vector<float> v(static_cast<size_t>(numel_));
   for (int64_t i = 0; i < numel_; ++i) v[static_cast<size_t>(i)] = static_cast<float>(item(i));
   return v;

@@ -14,7 +14,12 @@ namespace recur {
 /// at once (what the sanitizer builds use, so that use-after-free is caught).
 class CachingAllocator {
  public:
+  using SystemAlloc = void* (*)(size_t bytes);  // returns null when out of memory
+  using SystemFree = void (*)(void* ptr);
+  /// Host memory (64-byte aligned).
   CachingAllocator();
+  /// Any other memory (the CUDA backend passes cudaMalloc/cudaFree wrappers).
+  CachingAllocator(SystemAlloc sys_alloc, SystemFree sys_free);
   ~CachingAllocator();
   CachingAllocator(const CachingAllocator&) = delete;
   CachingAllocator& operator=(const CachingAllocator&) = delete;
@@ -34,6 +39,8 @@ class CachingAllocator {
   static size_t round_size(size_t bytes);
 
  private:
+  SystemAlloc sys_alloc_;
+  SystemFree sys_free_;
   mutable std::mutex mu_;
   std::map<size_t, std::vector<void*>> free_;
   int64_t current_ = 0, peak_ = 0, cached_ = 0;

@@ -23,14 +23,19 @@ template <> struct DTypeOf<int64_t> { static constexpr DType value = DType::I64;
 
 enum class DeviceType : uint8_t { CPU, CUDA };
 
-/// Where a tensor lives. Only CPU has kernels today; the tag is part of every tensor so that the
-/// CUDA backend slots in without changing signatures.
+/// Where a tensor lives: the CPU or one CUDA GPU.
 struct Device {
   DeviceType type = DeviceType::CPU;
   int index = 0;
   static Device cpu() { return Device{}; }
+  static Device cuda(int i = 0) { return Device{DeviceType::CUDA, i}; }
+  bool is_cpu() const { return type == DeviceType::CPU; }
+  bool is_cuda() const { return type == DeviceType::CUDA; }
   bool operator==(const Device&) const = default;
+  /// "cpu", "cuda:0".
   std::string str() const;
+  /// Parses "cpu", "cuda" (= cuda:0) or "cuda:N"; throws recur::Error naming `s` otherwise.
+  static Device parse(const std::string& s);
 };
 
 }  // namespace recur

@@ -37,8 +37,8 @@ class Tensor {
   explicit Tensor(Shape shape, DType dtype = DType::F32, Device device = Device::cpu());
 
   static Tensor empty(Shape shape, DType dtype = DType::F32) { return Tensor(std::move(shape), dtype); }
-  static Tensor zeros(Shape shape, DType dtype = DType::F32);
-  static Tensor full(Shape shape, double value, DType dtype = DType::F32);
+  static Tensor zeros(Shape shape, DType dtype = DType::F32, Device device = Device::cpu());
+  static Tensor full(Shape shape, double value, DType dtype = DType::F32, Device device = Device::cpu());
   static Tensor from(Shape shape, const std::vector<float>& values);
   static Tensor from_f64(Shape shape, const std::vector<double>& values);
   static Tensor from_i64(Shape shape, const std::vector<int64_t>& values);
@@ -81,7 +81,11 @@ class Tensor {
   void fill_(double value);
   /// Converts to another dtype (a copy).
   Tensor to(DType dtype) const;
-  /// Element i (flat index) as double, for tests and tools.
+  /// A copy on another device (this tensor itself, shared, when it is already there).
+  Tensor to(Device device) const;
+  /// to(Device::cpu()).
+  Tensor cpu() const { return to(Device::cpu()); }
+  /// Element i (flat index) as double, for tests and tools (copies from a GPU).
   double item(int64_t i = 0) const;
   std::vector<float> to_vector() const;
 

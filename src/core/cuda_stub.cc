@@ -1,0 +1,44 @@
+// A build without the CUDA backend (RECUR_CUDA=OFF or no nvcc): no devices, clear refusals.
+#include "device_ops.h"
+#include "recur/core/cuda.h"
+#include "recur/core/error.h"
+
+namespace recur {
+
+namespace {
+[[noreturn]] void no_cuda(Device d) {
+  RECUR_FAIL("device {} is not available: this build of recur has no CUDA backend (configure with -DRECUR_CUDA=ON "
+             "on a machine with the CUDA toolkit)",
+             d.str());
+}
+}  // namespace
+
+namespace cuda {
+bool compiled() { return false; }
+int device_count() { return 0; }
+void require(Device d) {
+  if (d.is_cuda()) no_cuda(d);
+}
+std::string device_name(int device) { no_cuda(Device::cuda(device)); }
+MemoryStats memory_stats(int) { return {}; }
+void reset_peak(int) {}
+void empty_cache(int) {}
+void synchronize(int) {}
+void set_allow_tf32(bool) {}
+bool allow_tf32() { return false; }
+Timer::Timer(int device) : device_(device) { no_cuda(Device::cuda(device)); }
+Timer::~Timer() = default;
+void Timer::start() {}
+double Timer::stop() { return 0.0; }
+}  // namespace cuda
+
+namespace devmem {
+void* allocate(Device dev, size_t, size_t*) { no_cuda(dev); }
+void release(Device, void*, size_t) {}
+void copy(void*, Device dst_dev, const void*, Device src_dev, size_t) { no_cuda(dst_dev.is_cuda() ? dst_dev : src_dev); }
+void zero(Device dev, void*, size_t) { no_cuda(dev); }
+void fill(Device dev, void*, DType, int64_t, double) { no_cuda(dev); }
+void add(Device dev, void*, const void*, DType, int64_t) { no_cuda(dev); }
+}  // namespace devmem
+
+}  // namespace recur
