@@ -28,7 +28,8 @@ Tensor uniform(const Shape& shape, Rng& rng, double lo, double hi, DType dtype) 
   return t;
 }
 
-::testing::AssertionResult all_close(const Tensor& a, const Tensor& b, double rtol, double atol) {
+::testing::AssertionResult all_close(const Tensor& a_in, const Tensor& b_in, double rtol, double atol) {
+  const Tensor a = a_in.cpu(), b = b_in.cpu();  // GPU tensors are compared on the host
   if (a.shape() != b.shape())
     return ::testing::AssertionFailure() << "shape " << a.shape_str() << " vs " << b.shape_str();
   double worst = 0;
@@ -48,7 +49,8 @@ Tensor uniform(const Shape& shape, Rng& rng, double lo, double hi, DType dtype) 
   return ::testing::AssertionSuccess();
 }
 
-double max_rel_error(const Tensor& a, const Tensor& b, double floor) {
+double max_rel_error(const Tensor& a_in, const Tensor& b_in, double floor) {
+  const Tensor a = a_in.cpu(), b = b_in.cpu();
   double worst = 0;
   for (int64_t i = 0; i < a.numel(); ++i)
     worst = std::max(worst, std::fabs(a.item(i) - b.item(i)) / (std::fabs(b.item(i)) + floor));

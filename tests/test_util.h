@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 
+#include "recur/core/cuda.h"
 #include "recur/core/rng.h"
 #include "recur/core/tensor.h"
 
@@ -36,5 +37,11 @@ struct CommandOutput {
 CommandOutput run_recur(const std::string& args);
 
 }  // namespace recur::test
+
+/// GPU tests call this first: without a visible CUDA GPU (or without the backend) they skip.
+#define RECUR_REQUIRE_GPU()                                                     \
+  do {                                                                          \
+    if (!::recur::cuda::available()) GTEST_SKIP() << "no CUDA GPU visible";      \
+  } while (0)
 
 #define EXPECT_ALL_CLOSE(a, b, rtol, atol) EXPECT_TRUE(::recur::test::all_close((a), (b), (rtol), (atol)))
