@@ -1,4 +1,5 @@
 // A build without the CUDA backend (RECUR_CUDA=OFF or no nvcc): no devices, clear refusals.
+#include "../cuda/rnn_cuda.h"
 #include "device_ops.h"
 #include "recur/core/cuda.h"
 #include "recur/core/error.h"
@@ -26,6 +27,22 @@ void empty_cache(int) {}
 void synchronize(int) {}
 void set_allow_tf32(bool) {}
 bool allow_tf32() { return false; }
+void set_rnn_persistent(bool) {}
+bool rnn_persistent() { return false; }
+const char* last_rnn_forward_path() { return ""; }
+void rnn_layer_forward(Tensor*, Tensor*, Tensor*, ops::RnnCache*, const Tensor& x, const PackedBatch&,
+                       const ops::RnnWeights&, const Tensor*, const Tensor*, const ops::RnnLayerOptions&) {
+  no_cuda(x.device());
+}
+void rnn_layer_backward(Tensor*, Tensor*, Tensor*, const ops::RnnWeightGrads&, const Tensor*, const Tensor*,
+                        const Tensor*, const ops::RnnCache&, const Tensor& x, const Tensor&, const PackedBatch&,
+                        const ops::RnnWeights&, const ops::RnnLayerOptions&) {
+  no_cuda(x.device());
+}
+void sgemm(int device, bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
+           float*, int64_t) {
+  no_cuda(Device::cuda(device));
+}
 Timer::Timer(int device) : device_(device) { no_cuda(Device::cuda(device)); }
 Timer::~Timer() = default;
 void Timer::start() {}
@@ -39,6 +56,7 @@ void copy(void*, Device dst_dev, const void*, Device src_dev, size_t) { no_cuda(
 void zero(Device dev, void*, size_t) { no_cuda(dev); }
 void fill(Device dev, void*, DType, int64_t, double) { no_cuda(dev); }
 void add(Device dev, void*, const void*, DType, int64_t) { no_cuda(dev); }
+void gather_rows(Device dev, void*, const void*, const std::vector<int64_t>&, int64_t, DType, double) { no_cuda(dev); }
 }  // namespace devmem
 
 }  // namespace recur

@@ -3,6 +3,7 @@
 // src/cuda/runtime.cc; without CUDA, src/core/cuda_stub.cc refuses every CUDA device clearly.
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "recur/core/dtype.h"
 
@@ -19,5 +20,9 @@ void zero(Device dev, void* ptr, size_t bytes);
 /// Elementwise on a GPU: fill with a value of the given dtype; dst += src (float dtypes).
 void fill(Device dev, void* ptr, DType dtype, int64_t n, double value);
 void add(Device dev, void* dst, const void* src, DType dtype, int64_t n);
+/// out row i = in row idx[i] for a GPU tensor of rows of `row_elems` elements; rows with idx < 0
+/// get `pad` (float dtypes) or 0. `out` is allocated by the caller with idx.size() rows.
+void gather_rows(Device dev, void* out, const void* in, const std::vector<int64_t>& idx, int64_t row_elems, DType dtype,
+                 double pad);
 
 }  // namespace recur::devmem

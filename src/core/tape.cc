@@ -10,7 +10,7 @@ Var::Var(Tensor value, bool requires_grad, std::string name) : p_(std::make_shar
 
 Tensor& Var::grad() const {
   RECUR_CHECK(p_ != nullptr, "grad() of an undefined Var");
-  if (!p_->grad.defined()) p_->grad = Tensor::zeros(p_->value.shape(), p_->value.dtype());
+  if (!p_->grad.defined()) p_->grad = Tensor::zeros(p_->value.shape(), p_->value.dtype(), p_->value.device());
   return p_->grad;
 }
 

@@ -11,6 +11,7 @@
 
 #include "../core/device_ops.h"
 #include "kernels.h"
+#include "rnn_kernels.h"
 #include "recur/core/allocator.h"
 
 namespace recur::cuda {
@@ -311,6 +312,25 @@ void add(Device dev, void* dst, const void* src, DType dtype, int64_t n) {
       return;
     default: RECUR_FAIL("add_ on {}: dtype {} is not a float type", dev.str(), dtype_name(dtype));
   }
+}
+
+void gather_rows(Device dev, void* out, const void* in, const std::vector<int64_t>& idx, int64_t row_elems, DType dtype,
+                 double pad) {
+  if (idx.empty() || row_elems == 0) return;
+  DeviceGuard g(dev.index);
+  const int64_t words = row_elems * static_cast<int64_t>(dtype_size(dtype)) / 4;
+  RECUR_CHECK(words <= INT32_MAX && static_cast<int64_t>(idx.size()) <= INT32_MAX, "gather_rows: {} rows of {} too large",
+              idx.size(), row_elems);
+  uint32_t pad_bits = 0;
+  if (dtype == DType::F32) {
+    const float f = static_cast<float>(pad);
+    std::memcpy(&pad_bits, &f, 4);
+  }
+  RECUR_CHECK(dtype != DType::F64 || pad == 0.0, "gather_rows: non-zero padding of F64 rows is not supported on {}",
+              dev.str());
+  Tensor table = cuda::upload_i32(idx, dev.index);
+  RECUR_CUDA_CHECK(kern::gather_rows(out, in, table.data<int32_t>(), static_cast<int>(idx.size()),
+                                     static_cast<int>(words), pad_bits, cuda::stream(dev.index)));
 }
 
 }  // namespace recur::devmem

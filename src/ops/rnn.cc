@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "../cpu/rnn_cpu.h"
+#include "../cuda/rnn_cuda.h"
 
 namespace recur::ops {
 
@@ -57,13 +58,23 @@ void check_layer(const Tensor& x, const PackedBatch& pb, const RnnWeights& w, co
   }
 }
 
+// The CPU path reads every operand with host pointers: all of them must be host tensors.
+void check_on_cpu(const Tensor& x, const RnnWeights& w, const Tensor* a, const Tensor* b) {
+  for (const Tensor* t : {&x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, a, b})
+    RECUR_CHECK(!t || !t->defined() || t->device().is_cpu(), "rnn layer: input {} is on the CPU but a tensor {} is on {}",
+                x.shape_str(), t->shape_str(), t->device().str());
+}
+
 }  // namespace
 
 void rnn_layer_forward(Tensor* y, Tensor* hn, Tensor* cn, RnnCache* cache, const Tensor& x, const PackedBatch& pb,
                        const RnnWeights& w, const Tensor* h0, const Tensor* c0, const RnnLayerOptions& opt) {
   check_layer(x, pb, w, h0, c0, opt, DType::F32);
-  RECUR_CHECK(x.device().type == DeviceType::CPU, "rnn layer: device {} has no kernels in this build",
-              x.device().str());
+  if (x.device().is_cuda()) {
+    cuda::rnn_layer_forward(y, hn, cn, cache, x, pb, w, h0, c0, opt);
+    return;
+  }
+  check_on_cpu(x, w, h0, c0);
   cpu::rnn_layer_forward(y, hn, cn, cache, x, pb, w, h0, c0, opt);
 }
 
@@ -77,6 +88,11 @@ void rnn_layer_backward(Tensor* dx, Tensor* dh0, Tensor* dc0, const RnnWeightGra
   if (dhn) dhn->check_shape({pb.batch(), H}, "rnn backward: dhn");
   if (dcn) dcn->check_shape({pb.batch(), H}, "rnn backward: dcn");
   if (dx) dx->check_shape(x.shape(), "rnn backward: dx");
+  if (x.device().is_cuda()) {
+    cuda::rnn_layer_backward(dx, dh0, dc0, dw, dy, dhn, dcn, cache, x, y, pb, w, opt);
+    return;
+  }
+  check_on_cpu(x, w, dy, dhn);
   cpu::rnn_layer_backward(dx, dh0, dc0, dw, dy, dhn, dcn, cache, x, y, pb, w, opt);
 }
 

@@ -1,5 +1,7 @@
 #include "recur/seq/packed.h"
 
+#include "../core/device_ops.h"
+
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -46,6 +48,9 @@ Tensor pack_sequences(const std::vector<Tensor>& seqs, PackedBatch* layout) {
   for (size_t i = 0; i < seqs.size(); ++i) {
     RECUR_CHECK(seqs[i].ndim() == 2 && seqs[i].dim(1) == D && seqs[i].dtype() == seqs[0].dtype(),
                 "pack_sequences: sequence {} has shape {}, expected (L, {})", i, seqs[i].shape_str(), D);
+    RECUR_CHECK(seqs[i].device().is_cpu(),
+                "pack_sequences: sequence {} is on {}; pack on the CPU and move the packed tensor with to(device)", i,
+                seqs[i].device().str());
     lengths.push_back(seqs[i].dim(0));
   }
   *layout = PackedBatch::from_lengths(lengths);
@@ -85,6 +90,17 @@ Tensor pack_padded(const Tensor& padded, const std::vector<int64_t>& lengths, Pa
   for (int64_t L : lengths)
     RECUR_CHECK(L <= padded.dim(0), "pack_padded: length {} exceeds the {} padded steps", L, padded.dim(0));
   *layout = PackedBatch::from_lengths(lengths);
+  if (padded.device().is_cuda()) {
+    // Packed row (t, j) <- padded row t * B + sorted[j].
+    std::vector<int64_t> idx;
+    idx.reserve(static_cast<size_t>(layout->tokens()));
+    for (int64_t t = 0; t < layout->steps(); ++t)
+      for (int64_t j = 0; j < layout->batch_sizes[static_cast<size_t>(t)]; ++j)
+        idx.push_back(t * layout->batch() + layout->sorted_indices[static_cast<size_t>(j)]);
+    Tensor out({layout->tokens(), padded.dim(2)}, padded.dtype(), padded.device());
+    devmem::gather_rows(padded.device(), out.raw(), padded.raw(), idx, padded.dim(2), padded.dtype(), 0.0);
+    return out;
+  }
   Tensor out({layout->tokens(), padded.dim(2)}, padded.dtype());
   copy_packed_padded(out, const_cast<Tensor&>(padded), *layout, true);
   return out;
@@ -93,6 +109,16 @@ Tensor pack_padded(const Tensor& padded, const std::vector<int64_t>& lengths, Pa
 Tensor unpack_to_padded(const Tensor& packed, const PackedBatch& layout, float pad) {
   RECUR_CHECK(packed.ndim() == 2 && packed.dim(0) == layout.tokens(),
               "unpack_to_padded: packed shape {} does not match {} tokens", packed.shape_str(), layout.tokens());
+  if (packed.device().is_cuda()) {
+    // Padded row t * B + b <- packed row (t, unsorted[b]) while b is active at t, else pad.
+    std::vector<int64_t> idx(static_cast<size_t>(layout.steps() * layout.batch()), -1);
+    for (int64_t t = 0; t < layout.steps(); ++t)
+      for (int64_t j = 0; j < layout.batch_sizes[static_cast<size_t>(t)]; ++j)
+        idx[static_cast<size_t>(t * layout.batch() + layout.sorted_indices[static_cast<size_t>(j)])] = layout.row(t, j);
+    Tensor out({layout.steps(), layout.batch(), packed.dim(1)}, packed.dtype(), packed.device());
+    devmem::gather_rows(packed.device(), out.raw(), packed.raw(), idx, packed.dim(1), packed.dtype(), pad);
+    return out;
+  }
   Tensor out({layout.steps(), layout.batch(), packed.dim(1)}, packed.dtype());
   out.fill_(pad);
   copy_packed_padded(const_cast<Tensor&>(packed), out, layout, false);
@@ -102,6 +128,12 @@ Tensor unpack_to_padded(const Tensor& packed, const PackedBatch& layout, float p
 Tensor permute_batch(const Tensor& x, const PackedBatch& layout, bool to_sorted) {
   RECUR_CHECK(x.ndim() >= 1 && x.dim(0) == layout.batch(), "permute_batch: shape {} for a batch of {}",
               x.shape_str(), layout.batch());
+  if (x.device().is_cuda()) {
+    const std::vector<int64_t>& idx = to_sorted ? layout.sorted_indices : layout.unsorted_indices;
+    Tensor out(x.shape(), x.dtype(), x.device());
+    devmem::gather_rows(x.device(), out.raw(), x.raw(), idx, x.numel() / layout.batch(), x.dtype(), 0.0);
+    return out;
+  }
   Tensor out(x.shape(), x.dtype());
   size_t row_bytes = x.nbytes() / static_cast<size_t>(layout.batch());
   for (int64_t j = 0; j < layout.batch(); ++j) {

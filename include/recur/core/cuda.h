@@ -35,6 +35,14 @@ void synchronize(int device);
 void set_allow_tf32(bool on);
 bool allow_tf32();
 
+/// Whether recurrent forwards may use the persistent kernel (one cooperative launch for the whole
+/// time loop, W_hh held in shared memory) when the shapes fit; otherwise each step runs a cuBLAS
+/// GEMM and a fused pointwise kernel. On by default; RECUR_RNN_PERSISTENT=0 turns it off.
+void set_rnn_persistent(bool on);
+bool rnn_persistent();
+/// "persistent" or "steps": the path the last recurrent forward on a GPU took ("" before any).
+const char* last_rnn_forward_path();
+
 /// Elapsed milliseconds between two points on the device's stream, measured with CUDA events.
 class Timer {
  public:

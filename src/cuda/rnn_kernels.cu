@@ -1,0 +1,518 @@
+// CUDA kernels of the packed LSTM/GRU/RNN layer: per-step pointwise kernels (forward and
+// backward, used around cuBLAS step GEMMs), the previous-state builder, and a persistent forward
+// kernel that runs the whole time loop in one cooperative launch with W_hh in shared memory.
+#include <cooperative_groups.h>
+
+#include "rnn_kernels.h"
+
+namespace cg = cooperative_groups;
+
+namespace recur::kern {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+__device__ __forceinline__ int step_of(const StepInfo& si, int s) { return si.reverse ? si.T - 1 - s : s; }
+
+__device__ __forceinline__ bool step_valid(const StepInfo& si, int t, int j) { return !si.mask || t < si.mask[j]; }
+
+unsigned grid_for(long long n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+
+__global__ void bias_kernel(float* out, const float* b_ih, const float* b_hh, bool add_hh, int n) {
+  const int g = blockIdx.x * blockDim.x + threadIdx.x;
+  if (g >= n) return;
+  out[g] = (b_ih ? b_ih[g] : 0.0f) + (add_hh && b_hh ? b_hh[g] : 0.0f);
+}
+
+__global__ void gather_rows_kernel(uint32_t* out, const uint32_t* in, const int32_t* idx, int rows, int width,
+                                   uint32_t pad) {
+  const long long total = static_cast<long long>(rows) * width;
+  for (long long e = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const int i = static_cast<int>(e / width), c = static_cast<int>(e % width);
+    const int src = idx[i];
+    out[e] = src >= 0 ? in[static_cast<long long>(src) * width + c] : pad;
+  }
+}
+
+// ---- forward pointwise, one thread per (sorted position j, unit u) of the step -------------------
+
+template <int CELL>
+__global__ void forward_step_kernel(int s, StepInfo si, int H, float* G, const float* gh, const float* bias,
+                                    const float* bias_h, float* h_state, float* c_state, float* y, float* cells,
+                                    float* ghn) {
+  constexpr int NG = CELL == 0 ? 4 : CELL == 1 ? 3 : 1;
+  const int t = step_of(si, s);
+  const int bs = si.bs[t];
+  const long long e = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  const int j = static_cast<int>(e / H), u = static_cast<int>(e % H);
+  if (j >= bs) return;
+  const long long row = si.off[t] + j;
+  const long long GH = static_cast<long long>(NG) * H;
+  float* g = G + row * GH;
+  const long long st = static_cast<long long>(j) * H + u;
+  const long long yo = row * H + u;
+  if (!step_valid(si, t, j)) {  // static mode past the end: keep the state, emit zeros
+    y[yo] = 0.0f;
+    for (int k = 0; k < NG; ++k) g[k * H + u] = 0.0f;
+    if (CELL == 0) cells[yo] = c_state[st];
+    if (CELL == 1) ghn[yo] = 0.0f;
+    return;
+  }
+  float h;
+  if (CELL == 0) {
+    const float i = sigmoidf_(g[u] + bias[u]);
+    const float f = sigmoidf_(g[H + u] + bias[H + u]);
+    const float c_in = tanhf(g[2 * H + u] + bias[2 * H + u]);
+    const float o = sigmoidf_(g[3 * H + u] + bias[3 * H + u]);
+    const float c = f * c_state[st] + i * c_in;
+    h = o * tanhf(c);
+    g[u] = i, g[H + u] = f, g[2 * H + u] = c_in, g[3 * H + u] = o;
+    c_state[st] = c;
+    cells[yo] = c;
+  } else if (CELL == 1) {
+    const float* ghr = gh + static_cast<long long>(j) * GH;
+    const float r = sigmoidf_(g[u] + bias[u] + ghr[u] + bias_h[u]);
+    const float z = sigmoidf_(g[H + u] + bias[H + u] + ghr[H + u] + bias_h[H + u]);
+    const float hn = ghr[2 * H + u] + bias_h[2 * H + u];
+    const float c_in = tanhf(g[2 * H + u] + bias[2 * H + u] + r * hn);
+    h = (1.0f - z) * c_in + z * h_state[st];
+    g[u] = r, g[H + u] = z, g[2 * H + u] = c_in;
+    ghn[yo] = hn;
+  } else {
+    const float a = g[u] + bias[u];
+    h = CELL == 3 ? (a > 0.0f ? a : 0.0f) : tanhf(a);
+    g[u] = h;
+  }
+  h_state[st] = h;
+  y[yo] = h;
+}
+
+// ---- backward pointwise ------------------------------------------------------------------------
+
+template <int CELL>
+__global__ void backward_step_kernel(int s, StepInfo si, int H, const float* act, const float* cells,
+                                     const float* c_prev, const float* h_prev, const float* ghn, const float* dy,
+                                     float* dG, float* dGh, float* dh_state, float* dc_state) {
+  constexpr int NG = CELL == 0 ? 4 : CELL == 1 ? 3 : 1;
+  const int t = step_of(si, s);
+  const int bs = si.bs[t];
+  const long long e = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  const int j = static_cast<int>(e / H), u = static_cast<int>(e % H);
+  if (j >= bs) return;
+  const long long row = si.off[t] + j;
+  const long long GH = static_cast<long long>(NG) * H;
+  float* dg = dG + row * GH;
+  const long long st = static_cast<long long>(j) * H + u;
+  const long long ro = row * H + u;
+  if (!step_valid(si, t, j)) {  // the state passed through unchanged: so does its gradient
+    for (int k = 0; k < NG; ++k) dg[k * H + u] = 0.0f;
+    if (CELL == 1)
+      for (int k = 0; k < NG; ++k) dGh[row * GH + k * H + u] = 0.0f;
+    return;
+  }
+  const float dh = dh_state[st] + (dy ? dy[ro] : 0.0f);
+  const float* a = act + row * GH;
+  if (CELL == 0) {
+    const float i = a[u], f = a[H + u], c_in = a[2 * H + u], o = a[3 * H + u];
+    const float tc = tanhf(cells[ro]);
+    const float dcu = dc_state[st] + dh * o * (1.0f - tc * tc);
+    dg[u] = dcu * c_in * i * (1.0f - i);
+    dg[H + u] = dcu * c_prev[ro] * f * (1.0f - f);
+    dg[2 * H + u] = dcu * i * (1.0f - c_in * c_in);
+    dg[3 * H + u] = dh * tc * o * (1.0f - o);
+    dc_state[st] = dcu * f;
+    dh_state[st] = 0.0f;
+  } else if (CELL == 1) {
+    const float r = a[u], z = a[H + u], c_in = a[2 * H + u];
+    const float dan = dh * (1.0f - z) * (1.0f - c_in * c_in);
+    const float dz = dh * (h_prev[ro] - c_in) * z * (1.0f - z);
+    const float dar = dan * ghn[ro] * r * (1.0f - r);
+    float* dgh = dGh + row * GH;
+    dg[u] = dar, dgh[u] = dar;
+    dg[H + u] = dz, dgh[H + u] = dz;
+    dg[2 * H + u] = dan;
+    dgh[2 * H + u] = dan * r;
+    dh_state[st] = dh * z;
+  } else {
+    dg[u] = CELL == 3 ? (a[u] > 0.0f ? dh : 0.0f) : dh * (1.0f - a[u] * a[u]);
+    dh_state[st] = 0.0f;
+  }
+}
+
+// ---- previous states --------------------------------------------------------------------------
+
+__global__ void previous_states_kernel(StepInfo si, int H, const float* y, const float* cells, const float* h0,
+                                       const float* c0, float* h_prev, float* c_prev) {
+  const int s = blockIdx.y;
+  const int t = step_of(si, s);
+  const long long e = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  const int j = static_cast<int>(e / H), u = static_cast<int>(e % H);
+  if (j >= si.bs[t]) return;
+  const long long row = si.off[t] + j;
+  long long prow = -1;
+  if (s > 0) {
+    const int tp = step_of(si, s - 1);
+    if (j < si.bs[tp] && step_valid(si, tp, j)) prow = si.off[tp] + j;
+  }
+  const long long st = static_cast<long long>(j) * H + u;
+  h_prev[row * H + u] = prow >= 0 ? y[prow * H + u] : h0[st];
+  if (c_prev) c_prev[row * H + u] = prow >= 0 ? cells[prow * H + u] : c0[st];
+}
+
+// ---- transposed state --------------------------------------------------------------------------
+
+__global__ void state_in_kernel(float* hT, const float* h, int B, int H, int Bp) {
+  const long long total = static_cast<long long>(H) * Bp;
+  for (long long e = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const int k = static_cast<int>(e / Bp), n = static_cast<int>(e % Bp);
+    hT[e] = n < B ? h[static_cast<long long>(n) * H + k] : 0.0f;
+  }
+}
+
+__global__ void state_out_kernel(float* h, const float* hT, int B, int H, int Bp) {
+  const long long total = static_cast<long long>(B) * H;
+  for (long long e = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const int n = static_cast<int>(e / H), k = static_cast<int>(e % H);
+    h[e] = hT[static_cast<long long>(k) * Bp + n];
+  }
+}
+
+// ---- persistent forward -------------------------------------------------------------------------
+//
+// Block b owns hidden units [b*U, b*U+U) and their G gate rows of W_hh (R = G*U rows), held in
+// shared memory transposed (Ws[k][r]) for the whole call. Each step: load the transposed state
+// hT (H x Bp) from L2 into shared memory, form the block's R x bs slice of the recurrent product
+// (threads tile 4 rows x 4 batch columns over a slice of k; KS slices reduced through shared
+// memory), apply the cell to the block's units, write the new state into the other buffer, and
+// meet every block at a grid barrier.
+
+struct PersistArgs {
+  StepInfo si;
+  int H, U, Bp, R, KS, RG, NB, kchunk;
+  const float* W;
+  float* G;
+  const float* bias;
+  const float* bias_h;
+  float* hT0;
+  float* hT1;
+  float* c_state;
+  float* y;
+  float* cells;
+  float* ghn;
+};
+
+template <int CELL>
+__global__ void __launch_bounds__(kThreads, 1) persistent_forward_kernel(PersistArgs a) {
+  constexpr int NGATE = CELL == 0 ? 4 : CELL == 1 ? 3 : 1;
+  extern __shared__ float4 smem4[];
+  float* smem = reinterpret_cast<float*>(smem4);
+  const int H = a.H, U = a.U, R = a.R, Bp = a.Bp;
+  const long long GH = static_cast<long long>(NGATE) * H;
+  float* Ws = smem;             // H * R
+  float* hs = Ws + H * R;       // H * Bp
+  float* part = hs + H * Bp;    // KS * R * Bp
+  const int j0 = blockIdx.x * U;
+  const int Ub = min(U, H - j0);
+  const int tid = threadIdx.x;
+
+  for (int idx = tid; idx < H * R; idx += blockDim.x) {
+    const int k = idx / R, r = idx % R;
+    const int g = r / U, u = r % U;
+    Ws[idx] = u < Ub ? a.W[(static_cast<long long>(g) * H + j0 + u) * H + k] : 0.0f;
+  }
+  __syncthreads();
+
+  cg::grid_group grid = cg::this_grid();
+  const int per_slice = a.RG * a.NB;
+  const int ks = tid / per_slice, rem = tid % per_slice;
+  const int rg = rem / a.NB, nb = rem % a.NB;
+  const int B = a.si.B;
+
+  for (int s = 0; s < a.si.T; ++s) {
+    const int t = step_of(a.si, s);
+    const int bs = a.si.bs[t];
+    const long long r0 = a.si.off[t];
+    const float* cur = (s & 1) ? a.hT1 : a.hT0;
+    float* nxt = (s & 1) ? a.hT0 : a.hT1;
+
+    // The state was written by other blocks: read it from L2, not from a stale L1 line.
+    const float4* cur4 = reinterpret_cast<const float4*>(cur);
+    float4* hs4 = reinterpret_cast<float4*>(hs);
+    const int nvec = H * Bp / 4;
+    for (int i = tid; i < nvec; i += blockDim.x) hs4[i] = __ldcg(cur4 + i);
+    __syncthreads();
+
+    if (ks < a.KS && nb * 4 < bs) {
+      float acc[4][4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) acc[i][q] = 0.0f;
+      const int k0 = ks * a.kchunk;
+      const int k1 = min(H, k0 + a.kchunk);
+      for (int k = k0; k < k1; ++k) {
+        const float4 w = *reinterpret_cast<const float4*>(Ws + k * R + rg * 4);
+        const float4 h = *reinterpret_cast<const float4*>(hs + k * Bp + nb * 4);
+        const float wv[4] = {w.x, w.y, w.z, w.w};
+        const float hv[4] = {h.x, h.y, h.z, h.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int q = 0; q < 4; ++q) acc[i][q] = fmaf(wv[i], hv[q], acc[i][q]);
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        *reinterpret_cast<float4*>(part + (ks * R + rg * 4 + i) * Bp + nb * 4) =
+            make_float4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+    }
+    __syncthreads();
+
+    for (int idx = tid; idx < Ub * bs; idx += blockDim.x) {
+      const int u = idx / bs, n = idx % bs;
+      const int j = j0 + u;
+      const long long row = r0 + n;
+      float pre[NGATE];
+#pragma unroll
+      for (int g = 0; g < NGATE; ++g) {
+        float sum = 0.0f;
+        for (int q = 0; q < a.KS; ++q) sum += part[(q * R + g * U + u) * Bp + n];
+        pre[g] = sum;
+      }
+      float* gr = a.G + row * GH;
+      const float hp = hs[j * Bp + n];
+      const long long yo = row * H + j;
+      const long long st = static_cast<long long>(n) * H + j;
+      float h;
+      if (!step_valid(a.si, t, n)) {
+        h = hp;
+        a.y[yo] = 0.0f;
+#pragma unroll
+        for (int g = 0; g < NGATE; ++g) gr[g * H + j] = 0.0f;
+        if (CELL == 0) a.cells[yo] = a.c_state[st];
+        if (CELL == 1) a.ghn[yo] = 0.0f;
+      } else {
+        if constexpr (CELL == 0) {
+          const float i = sigmoidf_(gr[j] + pre[0] + a.bias[j]);
+          const float f = sigmoidf_(gr[H + j] + pre[1] + a.bias[H + j]);
+          const float c_in = tanhf(gr[2 * H + j] + pre[2] + a.bias[2 * H + j]);
+          const float o = sigmoidf_(gr[3 * H + j] + pre[3] + a.bias[3 * H + j]);
+          const float c = f * a.c_state[st] + i * c_in;
+          h = o * tanhf(c);
+          gr[j] = i, gr[H + j] = f, gr[2 * H + j] = c_in, gr[3 * H + j] = o;
+          a.c_state[st] = c;
+          a.cells[yo] = c;
+        } else if constexpr (CELL == 1) {
+          const float r = sigmoidf_(gr[j] + a.bias[j] + pre[0] + a.bias_h[j]);
+          const float z = sigmoidf_(gr[H + j] + a.bias[H + j] + pre[1] + a.bias_h[H + j]);
+          const float hn = pre[2] + a.bias_h[2 * H + j];
+          const float c_in = tanhf(gr[2 * H + j] + a.bias[2 * H + j] + r * hn);
+          h = (1.0f - z) * c_in + z * hp;
+          gr[j] = r, gr[H + j] = z, gr[2 * H + j] = c_in;
+          a.ghn[yo] = hn;
+        } else {
+          const float v = gr[j] + pre[0] + a.bias[j];
+          h = CELL == 3 ? (v > 0.0f ? v : 0.0f) : tanhf(v);
+          gr[j] = h;
+        }
+        a.y[yo] = h;
+      }
+      nxt[j * Bp + n] = h;
+    }
+    // Sequences not active at this step keep their state in the other buffer too.
+    const int rest = B - bs;
+    for (int idx = tid; idx < Ub * rest; idx += blockDim.x) {
+      const int u = idx / rest, n = bs + idx % rest;
+      nxt[(j0 + u) * Bp + n] = hs[(j0 + u) * Bp + n];
+    }
+    grid.sync();
+  }
+}
+
+template <int CELL>
+void* persistent_fn() {
+  return reinterpret_cast<void*>(&persistent_forward_kernel<CELL>);
+}
+
+void* persistent_for(int cell) {
+  switch (cell) {
+    case 0: return persistent_fn<0>();
+    case 1: return persistent_fn<1>();
+    case 2: return persistent_fn<2>();
+    default: return persistent_fn<3>();
+  }
+}
+
+int gates_of(int cell) { return cell == 0 ? 4 : cell == 1 ? 3 : 1; }
+
+struct Tiling {
+  int R, RG, NB, KS, kchunk;
+};
+
+Tiling tiling(int cell, int U, int Bp, int H) {
+  Tiling t;
+  t.R = gates_of(cell) * U;
+  t.RG = t.R / 4;
+  t.NB = Bp / 4;
+  t.KS = kThreads / (t.RG * t.NB);
+  if (t.KS < 1) t.KS = 1;
+  t.kchunk = (H + t.KS - 1) / t.KS;
+  return t;
+}
+
+template <int CELL>
+cudaError_t launch_forward_step(int s, const StepInfo& si, int H, float* G, const float* gh, const float* bias,
+                                const float* bias_h, float* h_state, float* c_state, float* y, float* cells,
+                                float* ghn, int max_bs, cudaStream_t st) {
+  forward_step_kernel<CELL><<<grid_for(static_cast<long long>(max_bs) * H), kThreads, 0, st>>>(
+      s, si, H, G, gh, bias, bias_h, h_state, c_state, y, cells, ghn);
+  return cudaGetLastError();
+}
+
+template <int CELL>
+cudaError_t launch_backward_step(int s, const StepInfo& si, int H, const float* act, const float* cells,
+                                 const float* c_prev, const float* h_prev, const float* ghn, const float* dy, float* dG,
+                                 float* dGh, float* dh_state, float* dc_state, int max_bs, cudaStream_t st) {
+  backward_step_kernel<CELL><<<grid_for(static_cast<long long>(max_bs) * H), kThreads, 0, st>>>(
+      s, si, H, act, cells, c_prev, h_prev, ghn, dy, dG, dGh, dh_state, dc_state);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t rnn_bias(float* out, const float* b_ih, const float* b_hh, bool add_hh, int n, cudaStream_t s) {
+  bias_kernel<<<grid_for(n), kThreads, 0, s>>>(out, b_ih, b_hh, add_hh, n);
+  return cudaGetLastError();
+}
+
+cudaError_t gather_rows(void* out, const void* in, const int32_t* idx, int rows, int width_words, uint32_t pad,
+                        cudaStream_t s) {
+  if (rows == 0 || width_words == 0) return cudaSuccess;
+  const long long total = static_cast<long long>(rows) * width_words;
+  const unsigned blocks = grid_for(total) < 4096u ? grid_for(total) : 4096u;
+  gather_rows_kernel<<<blocks, kThreads, 0, s>>>(static_cast<uint32_t*>(out), static_cast<const uint32_t*>(in), idx,
+                                                  rows, width_words, pad);
+  return cudaGetLastError();
+}
+
+cudaError_t rnn_forward_step(int cell, int s, const StepInfo& si, int H, float* G, const float* gh, const float* bias,
+                             const float* bias_h, float* h_state, float* c_state, float* y, float* cells, float* ghn,
+                             int max_bs, cudaStream_t st) {
+  switch (cell) {
+    case 0: return launch_forward_step<0>(s, si, H, G, gh, bias, bias_h, h_state, c_state, y, cells, ghn, max_bs, st);
+    case 1: return launch_forward_step<1>(s, si, H, G, gh, bias, bias_h, h_state, c_state, y, cells, ghn, max_bs, st);
+    case 2: return launch_forward_step<2>(s, si, H, G, gh, bias, bias_h, h_state, c_state, y, cells, ghn, max_bs, st);
+    default: return launch_forward_step<3>(s, si, H, G, gh, bias, bias_h, h_state, c_state, y, cells, ghn, max_bs, st);
+  }
+}
+
+cudaError_t rnn_backward_step(int cell, int s, const StepInfo& si, int H, const float* act, const float* cells,
+                              const float* c_prev, const float* h_prev, const float* ghn, const float* dy, float* dG,
+                              float* dGh, float* dh_state, float* dc_state, int max_bs, cudaStream_t st) {
+  switch (cell) {
+    case 0:
+      return launch_backward_step<0>(s, si, H, act, cells, c_prev, h_prev, ghn, dy, dG, dGh, dh_state, dc_state, max_bs, st);
+    case 1:
+      return launch_backward_step<1>(s, si, H, act, cells, c_prev, h_prev, ghn, dy, dG, dGh, dh_state, dc_state, max_bs, st);
+    case 2:
+      return launch_backward_step<2>(s, si, H, act, cells, c_prev, h_prev, ghn, dy, dG, dGh, dh_state, dc_state, max_bs, st);
+    default:
+      return launch_backward_step<3>(s, si, H, act, cells, c_prev, h_prev, ghn, dy, dG, dGh, dh_state, dc_state, max_bs, st);
+  }
+}
+
+cudaError_t rnn_previous_states(const StepInfo& si, int H, const float* y, const float* cells, const float* h0,
+                                const float* c0, float* h_prev, float* c_prev, int max_bs, cudaStream_t st) {
+  if (si.T == 0) return cudaSuccess;
+  dim3 grid(grid_for(static_cast<long long>(max_bs) * H), static_cast<unsigned>(si.T));
+  previous_states_kernel<<<grid, kThreads, 0, st>>>(si, H, y, cells, h0, c0, h_prev, c_prev);
+  return cudaGetLastError();
+}
+
+cudaError_t transpose_state_in(float* hT, const float* h, int B, int H, int Bp, cudaStream_t s) {
+  const long long total = static_cast<long long>(H) * Bp;
+  const unsigned blocks = grid_for(total) < 4096u ? grid_for(total) : 4096u;
+  state_in_kernel<<<blocks, kThreads, 0, s>>>(hT, h, B, H, Bp);
+  return cudaGetLastError();
+}
+
+cudaError_t transpose_state_out(float* h, const float* hT, int B, int H, int Bp, cudaStream_t s) {
+  const long long total = static_cast<long long>(B) * H;
+  if (total == 0) return cudaSuccess;
+  const unsigned blocks = grid_for(total) < 4096u ? grid_for(total) : 4096u;
+  state_out_kernel<<<blocks, kThreads, 0, s>>>(h, hT, B, H, Bp);
+  return cudaGetLastError();
+}
+
+bool rnn_persistent_plan(int cell, int H, int B, int device, PersistentPlan* plan) {
+  int sms = 0, optin = 0, coop = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  if (!coop || H <= 0 || B <= 0) return false;
+  const int G = gates_of(cell);
+  const int Bp = (B + 3) / 4 * 4;
+  int U = 1;
+  while ((G * U) % 4 != 0 || (H + U - 1) / U > sms) ++U;
+  const Tiling tl = tiling(cell, U, Bp, H);
+  if (tl.RG * tl.NB > kThreads) return false;
+  const size_t smem =
+      (static_cast<size_t>(H) * tl.R + static_cast<size_t>(H) * Bp + static_cast<size_t>(tl.KS) * tl.R * Bp) *
+      sizeof(float);
+  if (smem > static_cast<size_t>(optin)) return false;
+  void* fn = persistent_for(cell);
+  if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kThreads, smem) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  const int blocks = (H + U - 1) / U;
+  if (per_sm * sms < blocks) return false;
+  plan->units = U;
+  plan->blocks = blocks;
+  plan->bp = Bp;
+  plan->smem = smem;
+  return true;
+}
+
+cudaError_t rnn_forward_persistent(int cell, const PersistentPlan& plan, const StepInfo& si, int H,
+                                   const float* W_hh, float* G, const float* bias, const float* bias_h, float* hT0,
+                                   float* hT1, float* c_state, float* y, float* cells, float* ghn, cudaStream_t st) {
+  const Tiling tl = tiling(cell, plan.units, plan.bp, H);
+  PersistArgs a;
+  a.si = si;
+  a.H = H;
+  a.U = plan.units;
+  a.Bp = plan.bp;
+  a.R = tl.R;
+  a.KS = tl.KS;
+  a.RG = tl.RG;
+  a.NB = tl.NB;
+  a.kchunk = tl.kchunk;
+  a.W = W_hh;
+  a.G = G;
+  a.bias = bias;
+  a.bias_h = bias_h;
+  a.hT0 = hT0;
+  a.hT1 = hT1;
+  a.c_state = c_state;
+  a.y = y;
+  a.cells = cells;
+  a.ghn = ghn;
+  void* args[] = {&a};
+  return cudaLaunchCooperativeKernel(persistent_for(cell), dim3(plan.blocks), dim3(kThreads), args, plan.smem, st);
+}
+
+}  // namespace recur::kern
