@@ -30,7 +30,7 @@ void Tape::record(std::function<void()> backward) { ops_.push_back(std::move(bac
 void Tape::backward(Var& loss) {
   RECUR_CHECK(loss.value().numel() == 1, "backward(loss) needs a scalar loss, got shape {}",
               loss.value().shape_str());
-  backward(loss, Tensor::full(loss.value().shape(), 1.0, loss.value().dtype()));
+  backward(loss, Tensor::full(loss.value().shape(), 1.0, loss.value().dtype(), loss.value().device()));
 }
 
 void Tape::backward(Var& out, const Tensor& dout) { backward({{out, dout}}); }

@@ -6,6 +6,9 @@
 #include <limits>
 #include <vector>
 
+#include "checks.h"
+#include "recur/ops/util.h"
+
 namespace recur {
 
 namespace {
@@ -17,6 +20,8 @@ void check(const Tensor& x, const Tensor& scores, const PackedBatch& pb, DType d
               pb.tokens(), scores.shape_str());
   RECUR_CHECK(x.dtype() == dt && scores.dtype() == dt, "attention_pool: expected {} tensors, got {} and {}",
               dtype_name(dt), dtype_name(x.dtype()), dtype_name(scores.dtype()));
+  // One device for both; F64 (the reference) on the CPU only.
+  ops::check_float_inputs("attention_pool", {{"x", &x}, {"scores", &scores}});
 }
 
 // The packed rows of original sequence b, in time order.
@@ -34,6 +39,14 @@ namespace ops {
 void attention_pool_forward(Tensor* y, Tensor* alpha, const Tensor& x, const Tensor& scores, const PackedBatch& pb) {
   check(x, scores, pb, DType::F32);
   const int64_t B = pb.batch(), H = x.dim(1);
+#ifdef RECUR_HAS_CUDA
+  if (x.device().is_cuda()) {
+    *y = Tensor({B, H}, DType::F32, x.device());
+    *alpha = Tensor({pb.tokens()}, DType::F32, x.device());
+    cuda::attention_pool_forward(*y, *alpha, x, scores, pb);
+    return;
+  }
+#endif
   *y = Tensor::zeros({B, H});
   *alpha = Tensor({pb.tokens()});
   // Per sorted position: running max and sum of exp over its steps (two passes over the layout).
@@ -64,6 +77,17 @@ void attention_pool_backward(Tensor* dx, Tensor* dscores, const Tensor& dy, cons
   check(x, alpha, pb, DType::F32);
   const int64_t B = pb.batch(), H = x.dim(1);
   dy.check_shape({B, H}, "attention_pool backward: dy");
+  ops::check_float_inputs("attention_pool_backward", {{"x", &x}, {"alpha", &alpha}, {"dy", &dy}});
+#ifdef RECUR_HAS_CUDA
+  if (x.device().is_cuda()) {
+    // Gradient slots as everywhere else: allocated (zeros, on x's GPU) when undefined, else checked.
+    const bool want_dx = ops::prepare_grad(dx, {pb.tokens(), H}, DType::F32, "attention_pool_backward", "dx", x.device());
+    const bool want_ds =
+        ops::prepare_grad(dscores, {pb.tokens()}, DType::F32, "attention_pool_backward", "dscores", x.device());
+    cuda::attention_pool_backward(want_dx ? dx : nullptr, want_ds ? dscores : nullptr, dy, x, alpha, pb);
+    return;
+  }
+#endif
   const float* a = alpha.f32();
   // dalpha_r = dy_b . x_r; dscore_r = alpha_r (dalpha_r - sum over b's rows of alpha dalpha).
   std::vector<float> dalpha(static_cast<size_t>(pb.tokens()));

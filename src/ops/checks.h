@@ -9,6 +9,23 @@
 #include "recur/ops/util.h"
 #include "recur/seq/packed.h"
 
+#ifdef RECUR_HAS_CUDA
+#include "../cuda/ops_cuda.h"
+/// In an op kernel: when tensor `t` lives on a GPU, runs the CUDA path (the statements after `t`)
+/// and returns. Without the CUDA backend no GPU tensor can exist, and this expands to nothing.
+#define RECUR_IF_CUDA(t, ...)          \
+  do {                                 \
+    if ((t).device().is_cuda()) {      \
+      __VA_ARGS__;                     \
+      return;                          \
+    }                                  \
+  } while (0)
+#else
+#define RECUR_IF_CUDA(t, ...) \
+  do {                        \
+  } while (0)
+#endif
+
 namespace recur::ops::detail {
 
 /// Throws unless dtype is F64: the references run in double only.
@@ -65,8 +82,8 @@ struct CrossEntropyDims {
 CrossEntropyDims check_cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyOptions& opt);
 /// pred and target: same shape, float, at least one element.
 DType check_mse(const Tensor& pred, const Tensor& target);
-/// Checks dloss is a float scalar of `dtype`.
-void check_scalar_grad(const char* op, const Tensor& dloss, DType dtype);
+/// Checks dloss is a float scalar of `dtype`, on the device of `input` (the loss's input) when given.
+void check_scalar_grad(const char* op, const Tensor& dloss, DType dtype, const Tensor* input = nullptr);
 
 struct PoolDims {
   int64_t tokens, batch, hidden;

@@ -44,22 +44,25 @@ PoolDims check_pool_grad(const char* op, const Tensor& dy, const PackedBatch& la
 void mean_pool_forward(Tensor* y, const Tensor& x, const PackedBatch& layout) {
   detail::PoolDims d = detail::check_pool("mean_pool", x, layout);
   if (d.dtype == DType::F64) return ref::mean_pool_forward(y, x, layout);
-  prepare_output(y, {d.batch, d.hidden}, d.dtype, "mean_pool", "y");
+  prepare_output(y, {d.batch, d.hidden}, d.dtype, "mean_pool", "y", x.device());
+  RECUR_IF_CUDA(x, cuda::mean_pool_forward(*y, x, layout, d.hidden));
   cpu::mean_pool_forward(y->f32(), x.f32(), layout, d.hidden);
 }
 
 void mean_pool_backward(Tensor* dx, const Tensor& dy, const PackedBatch& layout) {
   detail::PoolDims d = detail::check_pool_grad("mean_pool_backward", dy, layout);
   if (d.dtype == DType::F64) return ref::mean_pool_backward(dx, dy, layout);
-  if (prepare_grad(dx, {d.tokens, d.hidden}, d.dtype, "mean_pool_backward", "dx"))
-    cpu::mean_pool_backward(dx->f32(), dy.f32(), layout, d.hidden);
+  if (!prepare_grad(dx, {d.tokens, d.hidden}, d.dtype, "mean_pool_backward", "dx", dy.device())) return;
+  RECUR_IF_CUDA(dy, cuda::mean_pool_backward(*dx, dy, layout, d.hidden));
+  cpu::mean_pool_backward(dx->f32(), dy.f32(), layout, d.hidden);
 }
 
 void max_pool_forward(Tensor* y, Tensor* argmax, const Tensor& x, const PackedBatch& layout) {
   detail::PoolDims d = detail::check_pool("max_pool", x, layout);
   if (d.dtype == DType::F64) return ref::max_pool_forward(y, argmax, x, layout);
-  prepare_output(y, {d.batch, d.hidden}, d.dtype, "max_pool", "y");
-  if (argmax) prepare_output(argmax, {d.batch, d.hidden}, DType::I64, "max_pool", "argmax");
+  prepare_output(y, {d.batch, d.hidden}, d.dtype, "max_pool", "y", x.device());
+  if (argmax) prepare_output(argmax, {d.batch, d.hidden}, DType::I64, "max_pool", "argmax", x.device());
+  RECUR_IF_CUDA(x, cuda::max_pool_forward(*y, argmax, x, layout, d.hidden));
   cpu::max_pool_forward(y->f32(), argmax ? argmax->data<int64_t>() : nullptr, x.f32(), layout, d.hidden);
 }
 
@@ -68,7 +71,12 @@ void check_argmax(const Tensor& argmax, const PoolDims& d) {
   check_index_tensor(argmax, "max_pool_backward", "argmax");
   RECUR_CHECK(argmax.shape() == (Shape{d.batch, d.hidden}), "max_pool_backward: argmax {} does not match dy ({}, {})",
               argmax.shape_str(), d.batch, d.hidden);
-  const int64_t* a = argmax.data<int64_t>();
+  RECUR_CHECK(d.dtype != DType::F64 || argmax.device().is_cpu(),
+              "max_pool_backward: argmax {} is on {} but the F64 reference runs on the CPU", argmax.shape_str(),
+              argmax.device().str());
+  // A GPU argmax is validated on a host copy.
+  const Tensor host_argmax = argmax.cpu();
+  const int64_t* a = host_argmax.data<int64_t>();
   for (int64_t i = 0; i < argmax.numel(); ++i)
     RECUR_CHECK(a[i] >= 0 && a[i] < d.tokens, "max_pool_backward: argmax {} at {} is not a row of the {} tokens", a[i],
                 i, d.tokens);
@@ -78,23 +86,27 @@ void check_argmax(const Tensor& argmax, const PoolDims& d) {
 void max_pool_backward(Tensor* dx, const Tensor& dy, const Tensor& argmax, const PackedBatch& layout) {
   detail::PoolDims d = detail::check_pool_grad("max_pool_backward", dy, layout);
   detail::check_argmax(argmax, d);
+  check_same_device("max_pool_backward", {{"dy", &dy}, {"argmax", &argmax}});
   if (d.dtype == DType::F64) return ref::max_pool_backward(dx, dy, argmax, layout);
-  if (prepare_grad(dx, {d.tokens, d.hidden}, d.dtype, "max_pool_backward", "dx"))
-    cpu::max_pool_backward(dx->f32(), dy.f32(), argmax.data<int64_t>(), layout, d.hidden);
+  if (!prepare_grad(dx, {d.tokens, d.hidden}, d.dtype, "max_pool_backward", "dx", dy.device())) return;
+  RECUR_IF_CUDA(dy, cuda::max_pool_backward(*dx, dy, argmax, d.hidden));
+  cpu::max_pool_backward(dx->f32(), dy.f32(), argmax.data<int64_t>(), layout, d.hidden);
 }
 
 void gather_last_step_forward(Tensor* y, const Tensor& x, const PackedBatch& layout) {
   detail::PoolDims d = detail::check_pool("gather_last_step", x, layout);
   if (d.dtype == DType::F64) return ref::gather_last_step_forward(y, x, layout);
-  prepare_output(y, {d.batch, d.hidden}, d.dtype, "gather_last_step", "y");
+  prepare_output(y, {d.batch, d.hidden}, d.dtype, "gather_last_step", "y", x.device());
+  RECUR_IF_CUDA(x, cuda::gather_last_step_forward(*y, x, layout, d.hidden));
   cpu::gather_last_step_forward(y->f32(), x.f32(), layout, d.hidden);
 }
 
 void gather_last_step_backward(Tensor* dx, const Tensor& dy, const PackedBatch& layout) {
   detail::PoolDims d = detail::check_pool_grad("gather_last_step_backward", dy, layout);
   if (d.dtype == DType::F64) return ref::gather_last_step_backward(dx, dy, layout);
-  if (prepare_grad(dx, {d.tokens, d.hidden}, d.dtype, "gather_last_step_backward", "dx"))
-    cpu::gather_last_step_backward(dx->f32(), dy.f32(), layout, d.hidden);
+  if (!prepare_grad(dx, {d.tokens, d.hidden}, d.dtype, "gather_last_step_backward", "dx", dy.device())) return;
+  RECUR_IF_CUDA(dy, cuda::gather_last_step_backward(*dx, dy, layout, d.hidden));
+  cpu::gather_last_step_backward(dx->f32(), dy.f32(), layout, d.hidden);
 }
 
 }  // namespace recur::ops

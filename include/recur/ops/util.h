@@ -9,16 +9,17 @@
 
 namespace recur::ops {
 
-/// dst += src elementwise. Both F32 or both F64 with the same number of elements.
-
-
-/// Makes *out an output of `shape` and `dtype`: allocates it when undefined, otherwise checks that
-/// it already has that shape and dtype (its values are then overwritten by the caller).
-void prepare_output(Tensor* out, const Shape& shape, DType dtype, const char* op, const char* what);
+/// Makes *out an output of `shape` and `dtype` on `device`: allocates it there when undefined,
+/// otherwise checks that it already has that shape, dtype and device (its values are then
+/// overwritten by the caller).
+void prepare_output(Tensor* out, const Shape& shape, DType dtype, const char* op, const char* what,
+                    Device device = Device::cpu());
 
 /// Prepares a gradient slot that a backward kernel adds into: returns false when `grad` is null
-/// (gradient not wanted), allocates zeros when it is undefined, otherwise checks shape and dtype.
-bool prepare_grad(Tensor* grad, const Shape& shape, DType dtype, const char* op, const char* what);
+/// (gradient not wanted), allocates zeros on `device` when it is undefined, otherwise checks shape,
+/// dtype and device.
+bool prepare_grad(Tensor* grad, const Shape& shape, DType dtype, const char* op, const char* what,
+                  Device device = Device::cpu());
 
 /// A named input for check_float_inputs; a null `t` is skipped (optional input).
 struct NamedInput {
@@ -26,11 +27,17 @@ struct NamedInput {
   const Tensor* t;
 };
 
-/// Checks that every given input is defined, on the CPU and of one float dtype (F32 or F64), and
-/// returns that dtype. Messages name the op, the input and its shape.
+/// Checks that every given input is defined, all on one device and of one float dtype (F32 or F64;
+/// F64, the references' dtype, on the CPU only), and returns that dtype. Messages name the op, the
+/// input, its shape and device.
 DType check_float_inputs(const char* op, std::initializer_list<NamedInput> inputs);
 
-/// Checks that `ids` is a defined I64 tensor on the CPU.
+/// Checks that every given (non-null, defined) input is on the same device and returns it; the
+/// message names both inputs and both devices otherwise.
+Device check_same_device(const char* op, std::initializer_list<NamedInput> inputs);
+
+/// Checks that `ids` is a defined I64 tensor (on any device; callers check it against the other
+/// inputs with check_same_device).
 void check_index_tensor(const Tensor& ids, const char* op, const char* what);
 
 /// Maps axis in [-ndim, ndim) to [0, ndim); throws naming the op and shape otherwise.
