@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include "recur/core/cuda.h"
+
 namespace recur::nn {
 
 std::vector<std::pair<std::string, Var>> Module::named_parameters() const {
@@ -47,6 +49,19 @@ void Module::load_state_dict(const std::map<std::string, Tensor>& sd, bool stric
                 n, dtype_name(src.dtype()), dtype_name(v.value().dtype()));
     v.value().copy_from(src);
   }
+}
+
+void Module::to(Device device) {
+  cuda::require(device);
+  for (auto& [n, v] : named_parameters()) {
+    if (v.value().device() != device) v.value() = v.value().to(device);
+    if (v.has_grad() && v.grad().device() != device) v.grad() = v.grad().to(device);
+  }
+}
+
+Device Module::device() const {
+  auto named = named_parameters();
+  return named.empty() ? Device::cpu() : named.front().second.value().device();
 }
 
 void Module::zero_grad() {

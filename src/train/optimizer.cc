@@ -3,6 +3,10 @@
 #include <cmath>
 #include <set>
 
+#ifdef RECUR_HAS_CUDA
+#include "../cuda/optim.h"
+#endif
+
 namespace recur::train {
 
 namespace {
@@ -90,10 +94,35 @@ void Optimizer::set_lr(double lr) {
 
 Optimizer::ParamState& Optimizer::state_for(size_t i) {
   ParamState& st = state_[i];
-  if (st.slots.empty())
-    for (const std::string& s : slot_names())
-      st.slots[s] = Tensor::zeros(params_[i].second.shape(), params_[i].second.value().dtype());
+  const Tensor& value = params_[i].second.value();
+  if (st.slots.empty()) {
+    for (const std::string& s : slot_names()) st.slots[s] = Tensor::zeros(value.shape(), value.dtype(), value.device());
+  } else {
+    for (auto& [name, t] : st.slots)
+      if (t.device() != value.device()) t = t.to(value.device());
+  }
   return st;
+}
+
+int Optimizer::device_for_step(size_t i) const {
+  const auto& [name, p] = params_[i];
+  const Tensor& v = p.value();
+  const Tensor& g = p.grad();
+  RECUR_CHECK(g.device() == v.device(), "optimizer: parameter '{}' is on {} but its gradient is on {}", name,
+              v.device().str(), g.device().str());
+  RECUR_CHECK(g.dtype() == v.dtype() && g.numel() == v.numel(),
+              "optimizer: parameter '{}' is {} {} but its gradient is {} {}", name, dtype_name(v.dtype()),
+              v.shape_str(), dtype_name(g.dtype()), g.shape_str());
+  return v.device().is_cuda() ? v.device().index : -1;
+}
+
+cuda::OptimScratch& Optimizer::cuda_scratch() {
+#ifdef RECUR_HAS_CUDA
+  if (!cuda_scratch_) cuda_scratch_ = cuda::make_optim_scratch();
+  return *cuda_scratch_;
+#else
+  RECUR_FAIL("optimizer: this build has no CUDA backend");
+#endif
 }
 
 OptimizerState Optimizer::state_dict() const {
@@ -102,7 +131,8 @@ OptimizerState Optimizer::state_dict() const {
   for (size_t i = 0; i < params_.size(); ++i) {
     if (state_[i].step == 0) continue;
     steps[params_[i].first] = state_[i].step;
-    for (const auto& [slot, t] : state_[i].slots) out.slots[params_[i].first + "." + slot] = t.clone();
+    for (const auto& [slot, t] : state_[i].slots)
+      out.slots[params_[i].first + "." + slot] = t.device().is_cpu() ? t.clone() : t.cpu();
   }
   out.scalars = {{"type", type()}, {"lr", lr_}, {"step", step_count_}, {"param_steps", steps}};
   return out;
@@ -145,7 +175,9 @@ void Optimizer::load_state_dict(const OptimizerState& state) {
       RECUR_CHECK(t->second.shape() == p.shape() && t->second.dtype() == p.value().dtype(),
                   "optimizer state: '{}' is {} {}, the parameter is {} {}", key, dtype_name(t->second.dtype()),
                   t->second.shape_str(), dtype_name(p.value().dtype()), p.value().shape_str());
-      st.slots[slot] = t->second.clone();
+      Tensor copy(p.shape(), p.value().dtype(), p.value().device());
+      copy.copy_from(t->second);
+      st.slots[slot] = std::move(copy);
     }
   }
   for (const auto& [key, t] : state.slots)
@@ -169,21 +201,36 @@ std::vector<std::string> Sgd::slot_names() const {
 }
 
 void Sgd::step() {
+#ifdef RECUR_HAS_CUDA
+  std::map<int, std::vector<cuda::SgdItem>> gpu;  // device -> its parameters, one launch each
+#endif
   for (size_t i = 0; i < params_.size(); ++i) {
     const Var& p = params_[i].second;
     if (!p.has_grad()) continue;
+    const int device = device_for_step(i);
     ParamState& st = state_for(i);
     bool first = st.step == 0;
     Tensor* buf = options_.momentum != 0 ? &st.slots.at("momentum_buffer") : nullptr;
     Tensor& g = p.grad();
     Tensor& v = p.value();
-    if (v.dtype() == DType::F32)
+    if (device >= 0) {
+#ifdef RECUR_HAS_CUDA
+      gpu[device].push_back({&v, &g, buf, first});
+#else
+      RECUR_FAIL("optimizer: parameter '{}' is on {}, but this build has no CUDA backend", params_[i].first,
+                 v.device().str());
+#endif
+    } else if (v.dtype() == DType::F32)
       sgd_update(v.f32(), g.f32(), buf ? buf->f32() : nullptr, v.numel(), options_, lr_, first);
     else
       sgd_update(v.data<double>(), g.data<double>(), buf ? buf->data<double>() : nullptr, v.numel(), options_, lr_,
                  first);
     st.step++;
   }
+#ifdef RECUR_HAS_CUDA
+  const cuda::SgdArgs args{lr_, options_.momentum, options_.weight_decay, options_.nesterov};
+  for (const auto& [device, items] : gpu) cuda::sgd_step(cuda_scratch(), device, items, args);
+#endif
   step_count_++;
 }
 
@@ -199,9 +246,13 @@ Adam::Adam(NamedParams params, const AdamOptions& o, Decay decay)
 }
 
 void Adam::step() {
+#ifdef RECUR_HAS_CUDA
+  std::map<int, std::vector<cuda::AdamItem>> gpu;  // device -> its parameters, one launch each
+#endif
   for (size_t i = 0; i < params_.size(); ++i) {
     const Var& p = params_[i].second;
     if (!p.has_grad()) continue;
+    const int device = device_for_step(i);
     ParamState& st = state_for(i);
     st.step++;
     const double k = static_cast<double>(st.step);
@@ -213,11 +264,24 @@ void Adam::step() {
     Tensor& v = p.value();
     Tensor& m1 = st.slots.at("exp_avg");
     Tensor& m2 = st.slots.at("exp_avg_sq");
-    if (v.dtype() == DType::F32)
+    if (device >= 0) {
+#ifdef RECUR_HAS_CUDA
+      gpu[device].push_back({&v, &g, &m1, &m2, s.step_size, s.bias_correction2_sqrt});
+#else
+      RECUR_FAIL("optimizer: parameter '{}' is on {}, but this build has no CUDA backend", params_[i].first,
+                 v.device().str());
+#endif
+    } else if (v.dtype() == DType::F32) {
       adam_update(v.f32(), g.f32(), m1.f32(), m2.f32(), v.numel(), s);
-    else
+    } else {
       adam_update(v.data<double>(), g.data<double>(), m1.data<double>(), m2.data<double>(), v.numel(), s);
+    }
   }
+#ifdef RECUR_HAS_CUDA
+  const cuda::AdamArgs args{lr_, options_.beta1, options_.beta2, options_.eps, options_.weight_decay,
+                            decay_ == Decay::Decoupled};
+  for (const auto& [device, items] : gpu) cuda::adam_step(cuda_scratch(), device, items, args);
+#endif
   step_count_++;
 }
 
@@ -227,10 +291,15 @@ AdamW::AdamW(NamedParams params, const AdamWOptions& o)
 double clip_grad_norm(const std::vector<Var>& params, double max_norm) {
   RECUR_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be > 0, got {}", max_norm);
   double sum = 0;
+  std::map<int, std::vector<Tensor*>> gpu;  // device -> its gradients, reduced and scaled there
   for (const Var& p : params) {
     if (!p.has_grad()) continue;
-    const Tensor& g = p.grad();
-    if (g.dtype() == DType::F32) {
+    Tensor& g = p.grad();
+    RECUR_CHECK(g.dtype() == DType::F32 || g.dtype() == DType::F64,
+                "clip_grad_norm: gradient of '{}' has dtype {}, expected F32 or F64", p.name(), dtype_name(g.dtype()));
+    if (g.device().is_cuda()) {
+      gpu[g.device().index].push_back(&g);
+    } else if (g.dtype() == DType::F32) {
       const float* x = g.f32();
       for (int64_t i = 0; i < g.numel(); ++i) sum += static_cast<double>(x[i]) * x[i];
     } else {
@@ -238,12 +307,19 @@ double clip_grad_norm(const std::vector<Var>& params, double max_norm) {
       for (int64_t i = 0; i < g.numel(); ++i) sum += x[i] * x[i];
     }
   }
+#ifdef RECUR_HAS_CUDA
+  for (const auto& [device, grads] : gpu)
+    sum += cuda::grad_sum_of_squares(device, std::vector<const Tensor*>(grads.begin(), grads.end()));
+#else
+  RECUR_CHECK(gpu.empty(), "clip_grad_norm: GPU gradients, but this build has no CUDA backend");
+#endif
   const double norm = std::sqrt(sum);
   const double coef = max_norm / (norm + 1e-6);
   if (!std::isfinite(norm) || coef >= 1) return norm;
   for (const Var& p : params) {
     if (!p.has_grad()) continue;
     Tensor& g = p.grad();
+    if (g.device().is_cuda()) continue;
     if (g.dtype() == DType::F32) {
       float* x = g.f32();
       const float c = static_cast<float>(coef);
@@ -253,6 +329,9 @@ double clip_grad_norm(const std::vector<Var>& params, double max_norm) {
       for (int64_t i = 0; i < g.numel(); ++i) x[i] *= coef;
     }
   }
+#ifdef RECUR_HAS_CUDA
+  for (const auto& [device, grads] : gpu) cuda::scale_grads(device, grads, coef);
+#endif
   return norm;
 }
 

@@ -212,7 +212,7 @@ std::string build_header(const std::string& path, const std::map<std::string, Te
   for (const auto& [tname, t] : tensors) {
     RECUR_CHECK(tname != "__metadata__", "save_safetensors '{}': '__metadata__' is reserved, not a tensor name", path);
     RECUR_CHECK(t.defined(), "save_safetensors '{}': tensor '{}' is undefined", path, tname);
-    RECUR_CHECK(t.device().type == DeviceType::CPU, "save_safetensors '{}': tensor '{}' is on {}, copy it to the CPU",
+    RECUR_CHECK(t.device().is_cpu(), "save_safetensors '{}': tensor '{}' is on {} (internal: not copied to the host)",
                 path, tname, t.device().str());
     header[tname] = {
         {"dtype", dtype_name(t.dtype())}, {"shape", t.shape()}, {"data_offsets", {offset, offset + t.nbytes()}}};
@@ -250,7 +250,18 @@ void fsync_directory(const std::string& path) {
 
 }  // namespace
 
-void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors, const json& metadata) {
+void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& all_tensors,
+                      const json& metadata) {
+  // Tensors on a GPU are written from host copies (the file is the same whatever the device).
+  std::map<std::string, Tensor> host_copies;
+  const bool any_gpu = std::any_of(all_tensors.begin(), all_tensors.end(),
+                                   [](const auto& kv) { return kv.second.defined() && !kv.second.device().is_cpu(); });
+  if (any_gpu) {
+    host_copies = all_tensors;
+    for (auto& [tname, t] : host_copies)
+      if (t.defined() && !t.device().is_cpu()) t = t.cpu();
+  }
+  const std::map<std::string, Tensor>& tensors = any_gpu ? host_copies : all_tensors;
   std::string header = build_header(path, tensors, metadata);
   std::string head(8, '\0');
   for (int i = 0; i < 8; ++i) head[static_cast<size_t>(i)] = static_cast<char>((header.size() >> (8 * i)) & 0xff);

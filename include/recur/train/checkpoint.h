@@ -5,6 +5,10 @@
 /// Layout: model tensors under their state_dict names ("weight_ih_l0", "encoder.embedding.weight");
 /// optimizer slots under "optimizer.<param name>.<slot>" ("optimizer.weight_ih_l0.exp_avg");
 /// metadata "config" (the config JSON), "optimizer" (type, lr, step counts as JSON) and "format".
+///
+/// Checkpoints are device-independent: a module or optimizer on a GPU is saved from host copies,
+/// and loading copies every tensor onto the device its parameter lives on (a checkpoint saved on a
+/// GPU loads into a CPU model and vice versa).
 #include <nlohmann/json.hpp>
 #include <string>
 

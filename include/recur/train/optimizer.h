@@ -9,6 +9,10 @@
 
 #include "recur/core/tape.h"
 
+namespace recur::cuda {
+struct OptimScratch;  // buffers of the fused GPU steps (src/cuda/optim.h)
+}
+
 namespace recur::train {
 
 /// Parameters with their state_dict names, as Module::named_parameters() returns them.
@@ -24,6 +28,12 @@ struct OptimizerState {
 
 /// Base class: owns the parameter list and per-parameter state (slots are created lazily on a
 /// parameter's first update, as in PyTorch). Parameters without a gradient are skipped by step().
+///
+/// Devices: slots live on their parameter's device (and follow it when the parameter moves, e.g.
+/// after Module::to). A parameter's gradient must be on the parameter's device. On a GPU, step()
+/// updates all parameters of that GPU with ONE fused multi-tensor kernel launch, queued on the
+/// device's stream without waiting for it; the arithmetic follows the CPU loops (float32 for F32
+/// parameters), so CPU and GPU agree to rounding. Parameters may be spread over several devices.
 class Optimizer {
  public:
   Optimizer(NamedParams params, double lr);
@@ -44,8 +54,10 @@ class Optimizer {
   int64_t step_count() const { return step_count_; }
   const NamedParams& params() const { return params_; }
 
+  /// Device-independent: the slots are copies on the CPU whatever device the parameters are on.
   OptimizerState state_dict() const;
-  /// Restores slots, per-parameter step counts, lr and step_count. Checks everything before
+  /// Restores slots, per-parameter step counts, lr and step_count. Slots may be on any device;
+  /// they are copied onto their parameter's device. Checks everything before
   /// changing anything: a different optimizer type, unknown or missing parameters or slots, and
   /// shape or dtype mismatches throw recur::Error naming the tensor.
   void load_state_dict(const OptimizerState& state);
@@ -57,13 +69,20 @@ class Optimizer {
   };
   /// Slot names every stepped parameter carries, e.g. {"exp_avg", "exp_avg_sq"}.
   virtual std::vector<std::string> slot_names() const = 0;
-  /// State of parameter i, creating zero-filled slots (like the parameter) on first use.
+  /// State of parameter i, creating zero-filled slots (like the parameter, on its device) on first
+  /// use and moving existing slots onto the parameter's device when it has moved.
   ParamState& state_for(size_t i);
+  /// -1 for a CPU parameter, else its GPU index; throws naming the parameter when its gradient is
+  /// on another device or has another dtype or shape.
+  int device_for_step(size_t i) const;
+  /// The fused-step buffers, created on first use (CUDA builds only).
+  cuda::OptimScratch& cuda_scratch();
 
   NamedParams params_;
   std::vector<ParamState> state_;
   double lr_;
   int64_t step_count_ = 0;
+  std::shared_ptr<cuda::OptimScratch> cuda_scratch_;
 };
 
 /// torch.optim.SGD (dampening fixed at 0).
@@ -133,6 +152,8 @@ class AdamW : public Adam {
 /// max_norm / (norm + 1e-6). The norm is summed in double in parameter order (deterministic).
 /// Parameters without a gradient are skipped. Returns the norm before clipping; a non-finite norm
 /// leaves the gradients untouched so that the caller can skip the step.
+/// GPU gradients: the sum of squares is reduced on their device (in double; one wait for the
+/// result per GPU) and the scaling runs there too; CPU and GPU gradients may be mixed.
 double clip_grad_norm(const std::vector<Var>& params, double max_norm);
 double clip_grad_norm(const NamedParams& params, double max_norm);
 

@@ -22,9 +22,9 @@ struct SafetensorsFile {
 /// Headers larger than this are rejected as corrupt rather than allocated.
 inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull * 1000 * 1000;
 
-/// Writes `tensors` (CPU, any recur dtype) to `path` atomically: the bytes go to
-/// `path + ".tmp.<pid>"`, are fsynced, renamed over `path`, and the directory is fsynced, so a
-/// crash leaves either the old file or the new one. `metadata` must be a JSON object (or null);
+/// Writes `tensors` (any recur dtype, on any device: GPU tensors are copied to the host first) to
+/// `path` atomically: the bytes go to `path + ".tmp.<pid>"`, are fsynced, renamed over `path`, and
+/// the directory is fsynced, so a crash leaves either the old file or the new one. `metadata` must be a JSON object (or null);
 /// string values are stored as they are, other values (e.g. a config object) as their JSON dump.
 /// Throws recur::Error naming the path and the system error on failure; the temp file is removed.
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
