@@ -10,9 +10,11 @@
 
 #include "commands.h"
 #include "recur/core/allocator.h"
+#include "recur/core/cuda.h"
 #include "recur/core/thread_pool.h"
 #include "recur/nn/rnn.h"
 #include "../../src/cpu/gemm.h"
+#include "../../src/cuda/rnn_cuda.h"
 
 namespace recur::cli {
 
@@ -31,6 +33,7 @@ struct BenchSettings {
   int repeats = 5;
   bool json = false;
   uint64_t seed = 0;
+  std::string device = "cpu";
 };
 
 double now_ms() {
@@ -48,6 +51,36 @@ double median_ms(F&& fn, int warmup, int repeats) {
   }
   std::sort(ts.begin(), ts.end());
   return ts[ts.size() / 2];
+}
+
+// On a GPU: the stream's time between two CUDA events around each call (after warm-up), median.
+template <class F>
+double median_gpu_ms(F&& fn, int device, int warmup, int repeats) {
+  for (int i = 0; i < warmup; ++i) fn();
+  cuda::synchronize(device);
+  cuda::Timer timer(device);
+  std::vector<double> ts;
+  for (int i = 0; i < repeats; ++i) {
+    timer.start();
+    fn();
+    ts.push_back(timer.stop());
+  }
+  std::sort(ts.begin(), ts.end());
+  return ts[ts.size() / 2];
+}
+
+// The GPU's float32 GEMM rate through cuBLAS (TF32 off unless allowed), 4096^3.
+double cublas_sgemm_gflops(int device, int repeats) {
+  const int64_t n = 4096;
+  const Device D = Device::cuda(device);
+  Rng rng(1);
+  Tensor ha({n, n}), hb({n, n});
+  for (int64_t i = 0; i < ha.numel(); ++i) ha.f32()[i] = static_cast<float>(rng.normal()), hb.f32()[i] = static_cast<float>(rng.normal());
+  Tensor a = ha.to(D), b = hb.to(D), c({n, n}, DType::F32, D);
+  double ms = median_gpu_ms(
+      [&] { cuda::sgemm(device, false, false, n, n, n, 1.0f, a.f32(), n, b.f32(), n, 0.0f, c.f32(), n); }, device, 2,
+      std::max(5, repeats));
+  return 2.0 * static_cast<double>(n * n * n) / ms / 1e6;
 }
 
 // The machine's sgemm rate on 2048^3, the best of OpenBLAS's own threading and recur's split
@@ -91,6 +124,8 @@ std::vector<int64_t> make_lengths(const BenchCase& c, Rng& rng) {
 }
 
 nlohmann::json run_case(const BenchCase& c, const BenchSettings& s, double sgemm) {
+  const Device dev = Device::parse(s.device);
+  const bool gpu = dev.is_cuda();
   Rng rng(s.seed);
   nn::RnnOptions o{parse_cell(c.cell), c.input, c.hidden, c.layers, true, c.bidirectional, 0.0f};
   nn::RNN rnn(o, rng);
@@ -100,31 +135,35 @@ nlohmann::json run_case(const BenchCase& c, const BenchSettings& s, double sgemm
   const int64_t computed_tokens = c.padded ? c.steps * c.batch : real_tokens;
   Tensor xv = c.padded ? Tensor({c.steps, c.batch, c.input}) : Tensor({real_tokens, c.input});
   for (int64_t i = 0; i < xv.numel(); ++i) xv.f32()[i] = static_cast<float>(rng.normal());
-  Var x(xv, true);
+  rnn.to(dev);
+  Var x(xv.to(dev), true);
 
   auto forward = [&](Tape& tape) {
     return c.padded ? rnn.forward_padded(tape, x, lengths) : rnn.forward(tape, x, pb);
   };
-  double fwd = median_ms(
-      [&] {
-        Tape tape;
-        NoGrad ng(tape);
-        forward(tape);
-      },
-      1, s.repeats);
+  auto timed = [&](auto&& fn) {
+    return gpu ? median_gpu_ms(fn, dev.index, 2, s.repeats) : median_ms(fn, 1, s.repeats);
+  };
+  double fwd = timed([&] {
+    Tape tape;
+    NoGrad ng(tape);
+    forward(tape);
+  });
+  const std::string path = gpu ? cuda::last_rnn_forward_path() : "cpu";
   auto& alloc = cpu_allocator();
   int64_t peak = 0;
-  double fwdbwd = median_ms(
-      [&] {
-        rnn.zero_grad();
-        x.zero_grad();
-        alloc.reset_peak();
-        Tape tape;
-        nn::RnnOutput out = forward(tape);
-        tape.backward({{out.y, Tensor::full(out.y.value().shape(), 1.0)}});
-        peak = std::max(peak, alloc.peak_bytes());
-      },
-      1, s.repeats);
+  double fwdbwd = timed([&] {
+    rnn.zero_grad();
+    x.zero_grad();
+    if (gpu)
+      cuda::reset_peak(dev.index);
+    else
+      alloc.reset_peak();
+    Tape tape;
+    nn::RnnOutput out = forward(tape);
+    tape.backward({{out.y, Tensor::full(out.y.value().shape(), 1.0, DType::F32, dev)}});
+    peak = std::max(peak, gpu ? cuda::memory_stats(dev.index).peak : alloc.peak_bytes());
+  });
 
   const int64_t G = ops::gate_count(o.cell), D = c.bidirectional ? 2 : 1;
   double flops = 0;
@@ -146,6 +185,13 @@ nlohmann::json run_case(const BenchCase& c, const BenchSettings& s, double sgemm
   j["tokens"] = real_tokens;
   j["computed_tokens"] = computed_tokens;
   j["threads"] = num_threads();
+  j["device"] = dev.str();
+  if (gpu) {
+    j["gpu"] = cuda::device_name(dev.index);
+    j["rnn_path"] = path;
+    j["allow_tf32"] = cuda::allow_tf32();
+  }
+  if (c.lengths != "fixed") j["length_values"] = lengths;
   j["fwd_ms"] = fwd;
   j["fwdbwd_ms"] = fwdbwd;
   j["fwd_gflops"] = flops / fwd / 1e6;
@@ -155,7 +201,7 @@ nlohmann::json run_case(const BenchCase& c, const BenchSettings& s, double sgemm
   j["fwdbwd_frac_sgemm"] = 3.0 * flops / fwdbwd / 1e6 / sgemm;
   j["train_tokens_per_s"] = static_cast<double>(real_tokens) / fwdbwd * 1e3;
   j["peak_bytes"] = peak;
-  j["blas_core"] = openblas_get_corename();
+  j["blas_core"] = gpu ? "cublas" : openblas_get_corename();
   return j;
 }
 
@@ -176,6 +222,20 @@ void print_case(const nlohmann::json& j, bool json) {
                    j["fwdbwd_gflops"].get<double>(), 100 * j["fwdbwd_frac_sgemm"].get<double>(),
                    j["peak_bytes"].get<int64_t>() / 1e6)
             << std::endl;
+}
+
+// The GPU cases of ANCHORS.md (PyTorch + cuDNN on an H200).
+std::vector<BenchCase> gpu_suite() {
+  std::vector<BenchCase> v;
+  v.push_back({"lstm", 256, 512, 100, 64, 1, false, "fixed", false});
+  v.push_back({"lstm", 512, 512, 100, 1, 1, false, "fixed", false});
+  v.push_back({"lstm", 512, 512, 100, 8, 1, false, "fixed", false});
+  v.push_back({"lstm", 1024, 1024, 50, 128, 1, false, "fixed", false});
+  v.push_back({"lstm", 512, 512, 100, 64, 2, false, "fixed", false});
+  v.push_back({"gru", 256, 512, 100, 64, 1, false, "fixed", false});
+  v.push_back({"lstm", 256, 512, 100, 64, 1, false, "uniform:10:100", false});
+  v.push_back({"lstm", 256, 512, 100, 64, 1, false, "uniform:10:100", true});
+  return v;
 }
 
 // The CPU cases of ANCHORS.md.
@@ -200,6 +260,8 @@ void add_bench(CLI::App& app) {
   bench->add_option("--repeats", settings->repeats, "Timed repeats per case (median reported)")->check(CLI::PositiveNumber);
   bench->add_flag("--json", settings->json, "One JSON object per case per line");
   bench->add_option("--seed", settings->seed, "Seed for weights, inputs and lengths");
+  bench->add_option("--device", settings->device, "cpu | cuda | cuda:N (with no case on a GPU: the GPU suite)");
+  bench->add_flag("--allow-tf32", [](int64_t) { cuda::set_allow_tf32(true); }, "TF32 tensor-core math for float32 GEMMs (GPU)");
   CLI::App* rnn = bench->add_subcommand("rnn", "Time a recurrent layer stack forward and forward+backward");
   rnn->add_option("--cell", one->cell, "lstm | gru | rnn | rnn_relu")->check(CLI::IsMember({"lstm", "gru", "rnn", "rnn_tanh", "rnn_relu"}));
   rnn->add_option("--input", one->input, "Input size")->check(CLI::PositiveNumber);
@@ -213,14 +275,27 @@ void add_bench(CLI::App& app) {
   rnn->add_option("--threads", settings->threads, "Threads")->check(CLI::PositiveNumber);
   rnn->add_option("--repeats", settings->repeats, "Timed repeats (median reported)")->check(CLI::PositiveNumber);
   rnn->add_flag("--json", settings->json, "Print one JSON object");
+  rnn->add_option("--device", settings->device, "cpu | cuda | cuda:N");
   bench->callback([rnn, settings, one] {
     set_num_threads(settings->threads);
-    double sgemm = sgemm_gflops(settings->repeats);
-    if (!settings->json)
-      std::cout << fmt::format("sgemm 2048^3: {:.1f} GFLOP/s, {} threads, OpenBLAS kernels: {}", sgemm, num_threads(),
-                               openblas_get_corename())
-                << std::endl;
-    std::vector<BenchCase> cases = rnn->parsed() ? std::vector<BenchCase>{*one} : standard_suite();
+    const Device dev = Device::parse(settings->device);
+    cuda::require(dev);
+    double sgemm = 0;
+    if (dev.is_cuda()) {
+      sgemm = cublas_sgemm_gflops(dev.index, settings->repeats);
+      if (!settings->json)
+        std::cout << fmt::format("{}: cuBLAS sgemm 4096^3 {:.0f} GFLOP/s (TF32 {})", cuda::device_name(dev.index),
+                                 sgemm, cuda::allow_tf32() ? "on" : "off")
+                  << std::endl;
+    } else {
+      sgemm = sgemm_gflops(settings->repeats);
+      if (!settings->json)
+        std::cout << fmt::format("sgemm 2048^3: {:.1f} GFLOP/s, {} threads, OpenBLAS kernels: {}", sgemm,
+                                 num_threads(), openblas_get_corename())
+                  << std::endl;
+    }
+    std::vector<BenchCase> cases =
+        rnn->parsed() ? std::vector<BenchCase>{*one} : (dev.is_cuda() ? gpu_suite() : standard_suite());
     for (const auto& c : cases) print_case(run_case(c, *settings, sgemm), settings->json);
   });
 }

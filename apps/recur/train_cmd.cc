@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "recur/core/cuda.h"
 #include "config.h"
 #include "recur/core/thread_pool.h"
 #include "recur/data/dataset.h"
@@ -88,6 +89,8 @@ std::vector<ConfigKey> train_schema() {
        {"auto", "accuracy", "f1", "loss", "mae"}},
       {"train.seed", V::Int, "1", "seed for initialisation, shuffling and dropout", {}},
       {"train.threads", V::Int, "2", "threads for GEMMs and pointwise loops", {}},
+      {"train.device", V::String, "cpu", "where to train: cpu, cuda or cuda:N", {}},
+      {"train.allow_tf32", V::Bool, "false", "GPU: TF32 tensor-core math for float32 GEMMs (faster, ~1e-3 precision)", {}},
       {"train.log_every", V::Int, "100", "steps between progress lines (non-terminal stderr) and step rows in metrics.jsonl", {}},
       {"train.skip_nonfinite", V::Bool, "false", "skip a batch whose loss is NaN/Inf instead of stopping", {}},
   };
@@ -344,11 +347,13 @@ Metrics evaluate(models::Seq2Vec& model, const data::SequenceDataset& ds, int64_
     data::Batch b = data::collate(ds, idx);
     Tape tape;
     NoGrad ng(tape);
-    Var out = model.forward(tape, b.x, b.layout, 0);
-    Var loss = t.regression ? mse(tape, out, b.targets) : cross_entropy(tape, out, b.labels);
+    const Device dev = model.device();
+    Var out = model.forward(tape, b.x.to(dev), b.layout, 0);
+    Var loss = t.regression ? mse(tape, out, b.targets.to(dev)) : cross_entropy(tape, out, b.labels.to(dev));
     const int64_t B = b.layout.batch(), C = out.value().dim(1);
     loss_sum += loss.value().item() * static_cast<double>(B);
-    const float* l = out.value().f32();
+    const Tensor host_out = out.value().cpu();
+    const float* l = host_out.f32();
     for (int64_t r = 0; r < B; ++r) {
       if (t.regression) {
         const size_t e = static_cast<size_t>(b.indices[static_cast<size_t>(r)]);
@@ -428,6 +433,7 @@ struct TrainSettings {
   std::vector<std::string> sets;
   std::string resume;
   std::string out = "out/train";
+  std::string device;
   int threads = 0;
   int64_t seed = -1;
   bool print_config = false;
@@ -440,15 +446,26 @@ Config resolve_config(const std::string& path, const std::vector<std::string>& s
   return c;
 }
 
+// The device a command runs on (train.device, or --device over it), checked to exist; sets the
+// GPU's TF32 choice.
+Device select_device(const std::string& name, bool allow_tf32) {
+  const Device dev = Device::parse(name);
+  cuda::require(dev);
+  cuda::set_allow_tf32(allow_tf32);
+  return dev;
+}
+
 void run_train(const TrainSettings& s) {
   Config c = resolve_config(s.config_path, s.sets);
   if (s.seed >= 0) c.set("train.seed=" + std::to_string(s.seed));
   if (s.threads > 0) c.set("train.threads=" + std::to_string(s.threads));
+  if (!s.device.empty()) c.set("train.device=" + s.device);
   if (s.print_config) {
     std::cout << c.dump_yaml();
     return;
   }
   set_num_threads(static_cast<int>(c.get_int("train.threads")));
+  const Device dev = select_device(c.get_string("train.device"), c.get_bool("train.allow_tf32"));
   TaskData t = load_task(c, true);
   RECUR_CHECK(!t.train.examples.empty() && !t.valid.examples.empty(),
               "train: {} training and {} validation examples; need at least one of each", t.train.examples.size(),
@@ -456,6 +473,7 @@ void run_train(const TrainSettings& s) {
   const uint64_t seed = static_cast<uint64_t>(c.get_int("train.seed"));
   Rng rng(seed);
   models::Seq2Vec model(model_options(c, t.train, t.regression, t.vocab_size()), rng);
+  model.to(dev);  // before the optimizer: its slots live beside the parameters
   auto params = model.named_parameters();
   auto opt = make_optimizer(c, params);
   const int64_t epochs = c.get_int("train.epochs"), batch = c.get_int("train.batch");
@@ -508,8 +526,8 @@ void run_train(const TrainSettings& s) {
       opt->set_lr(train::lr_at(so, step));
       Tape tape;
       opt->zero_grad();
-      Var out = model.forward(tape, b.x, b.layout, mix64(seed ^ static_cast<uint64_t>(step)));
-      Var loss = t.regression ? mse(tape, out, b.targets) : cross_entropy(tape, out, b.labels);
+      Var out = model.forward(tape, b.x.to(dev), b.layout, mix64(seed ^ static_cast<uint64_t>(step)));
+      Var loss = t.regression ? mse(tape, out, b.targets.to(dev)) : cross_entropy(tape, out, b.labels.to(dev));
       const double lv = loss.value().item();
       if (!std::isfinite(lv)) {
         RECUR_CHECK(c.get_bool("train.skip_nonfinite"),
@@ -581,25 +599,29 @@ void run_train(const TrainSettings& s) {
   }
   models::Seq2Vec best_model(model_options(c, t.train, t.regression, t.vocab_size()), rng);
   train::load_checkpoint((fs::path(s.out) / "best.safetensors").string(), best_model, nullptr);
+  best_model.to(dev);
   Metrics test = evaluate_split(best_model, t, true);
   std::cout << fmt::format("test {} ({} examples); best valid score {:.4f}; {:.0f} s\n", test.summary(), test.count, best,
                            seconds_since(t_start));
 }
 
 struct EvalSettings {
-  std::string config_path, checkpoint, split = "test";
+  std::string config_path, checkpoint, split = "test", device;
   std::vector<std::string> sets;
   bool json = false;
 };
 
 void run_eval(const EvalSettings& s) {
   Config c = resolve_config(s.config_path, s.sets);
+  if (!s.device.empty()) c.set("train.device=" + s.device);
   set_num_threads(static_cast<int>(c.get_int("train.threads")));
+  const Device dev = select_device(c.get_string("train.device"), c.get_bool("train.allow_tf32"));
   TaskData t = load_task(c, false);
   const data::SequenceDataset& ds = s.split == "valid" ? t.valid : t.test;
   Rng rng(0);
   models::Seq2Vec model(model_options(c, ds, t.regression, t.vocab_size()), rng);
   train::load_checkpoint(s.checkpoint, model, nullptr);
+  model.to(dev);
   Metrics m = evaluate_split(model, t, s.split == "test");
   if (s.json) {
     nlohmann::json j{{"split", s.split}, {"loss", m.loss}, {"examples", m.count}};
@@ -613,7 +635,7 @@ void run_eval(const EvalSettings& s) {
 }
 
 struct PredictSettings {
-  std::string checkpoint, input = "-";
+  std::string checkpoint, input = "-", device = "cpu";
   bool json = false;
   int threads = 1;
 };
@@ -666,6 +688,7 @@ void predict_forecast(const PredictSettings& s, const nlohmann::json& meta) {
   Rng rng(0);
   models::Seq2Vec model(model_options(c, shape, true), rng);
   train::load_checkpoint(s.checkpoint, model, nullptr);
+  model.to(select_device(s.device, false));
   model.train(false);
   for_each_input_line(s, [&](const std::string& line, int64_t line_no, const std::string& where) {
     std::stringstream ss(line);
@@ -689,9 +712,10 @@ void predict_forecast(const PredictSettings& s, const nlohmann::json& meta) {
     PackedBatch pb = PackedBatch::from_lengths({one[0].features.dim(0)});
     Tape tape;
     NoGrad ng(tape);
-    Var out = model.forward(tape, one[0].features, pb, 0);
+    Var out = model.forward(tape, one[0].features.to(model.device()), pb, 0);
+    const Tensor host_out = out.value().cpu();
     std::vector<double> forecast;
-    for (int64_t k = 0; k < horizon; ++k) forecast.push_back((out.value().f32()[k] + level) * norm.std + norm.mean);
+    for (int64_t k = 0; k < horizon; ++k) forecast.push_back((host_out.f32()[k] + level) * norm.std + norm.mean);
     if (s.json) {
       std::cout << nlohmann::json{{"line", line_no}, {"forecast", forecast}}.dump() << std::endl;
     } else {
@@ -741,6 +765,7 @@ void run_predict(const PredictSettings& s) {
   Rng rng(0);
   models::Seq2Vec model(model_options(c, shape, false, subwords ? subwords->size() : vocab.size()), rng);
   train::load_checkpoint(s.checkpoint, model, nullptr);
+  model.to(select_device(s.device, false));
   model.train(false);
   for_each_input_line(s, [&](const std::string& line, int64_t line_no, const std::string& where) {
     // One input per line: a mail's text (spam), or 784 pixel values (fashion-rows).
@@ -754,8 +779,9 @@ void run_predict(const PredictSettings& s) {
     PackedBatch pb = PackedBatch::from_lengths({x.dim(0)});
     Tape tape;
     NoGrad ng(tape);
-    Var logits = model.forward(tape, x, pb, 0);
-    const float* l = logits.value().f32();
+    Var logits = model.forward(tape, x.to(model.device()), pb, 0);
+    const Tensor host_logits = logits.value().cpu();
+    const float* l = host_logits.f32();
     const int64_t C = logits.value().dim(1);
     int64_t best = 0;
     double mx = l[0], z = 0;
@@ -785,6 +811,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--resume", s->resume, "Continue from a last.safetensors checkpoint")->check(CLI::ExistingFile);
   cmd->add_option("--out", s->out, "Output folder (checkpoints, metrics.jsonl)");
   cmd->add_option("--threads", s->threads, "Threads (overrides train.threads)")->check(CLI::PositiveNumber);
+  cmd->add_option("--device", s->device, "cpu | cuda | cuda:N (overrides train.device)");
   cmd->add_option("--seed", s->seed, "Seed (overrides train.seed)");
   cmd->add_flag("--print-config", s->print_config, "Print the resolved config with a line of doc per key and exit");
   cmd->callback([s] {
@@ -802,6 +829,7 @@ void add_train(CLI::App& app) {
   ev->add_option("--split", e->split, "valid or test")->check(CLI::IsMember({"valid", "test"}));
   ev->add_option("--set", e->sets, "Override a config key: key=value (repeatable)");
   ev->add_flag("--json", e->json, "Print the metrics as JSON");
+  ev->add_option("--device", e->device, "cpu | cuda | cuda:N (overrides train.device)");
   ev->callback([e] { run_eval(*e); });
 
   auto p = std::make_shared<PredictSettings>();
@@ -810,6 +838,7 @@ void add_train(CLI::App& app) {
   pr->add_option("--input", p->input, "Input file, or - for stdin (default)");
   pr->add_flag("--json", p->json, "One JSON object per input");
   pr->add_option("--threads", p->threads, "Threads")->check(CLI::PositiveNumber);
+  pr->add_option("--device", p->device, "cpu | cuda | cuda:N");
   pr->callback([p] { run_predict(*p); });
 }
 
