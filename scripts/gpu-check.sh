@@ -8,6 +8,7 @@
 #
 #   bash scripts/gpu-check.sh            # everything (about 5 minutes on an H100)
 #   STAGES="build tests" bash scripts/gpu-check.sh
+#   PREBUILT=1 bash scripts/gpu-check.sh # skip the build, use .gpu/prebuilt
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-check}
@@ -24,7 +25,15 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 
 BIN=$BUILD/bin/recur
 TESTS=$BUILD/recur_tests
-if has build; then
+use_prebuilt() {
+  export LD_LIBRARY_PATH=$PWD/.gpu/prebuilt/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  BIN=.gpu/prebuilt/recur
+  TESTS=.gpu/prebuilt/recur_tests
+}
+if [ "${PREBUILT:-0}" = 1 ]; then
+  use_prebuilt
+  summary+=("build: prebuilt (.gpu/prebuilt, built by scripts/gpu-prebuilt.sh)")
+elif has build; then
   gen=()
   command -v ninja >/dev/null && gen=(-G Ninja)
   if cmake -S . -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DRECUR_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
@@ -35,9 +44,7 @@ if has build; then
   elif [ -x .gpu/prebuilt/recur ]; then
     tail -5 "$OUT/configure.log" "$OUT/build.log" 2>/dev/null
     stamp "local build failed; using .gpu/prebuilt"
-    export LD_LIBRARY_PATH=$PWD/.gpu/prebuilt/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    BIN=.gpu/prebuilt/recur
-    TESTS=.gpu/prebuilt/recur_tests
+    use_prebuilt
     summary+=("build: FAILED locally, prebuilt used")
   else
     tail -30 "$OUT/configure.log" "$OUT/build.log" 2>/dev/null
@@ -72,7 +79,7 @@ if has curves; then
   : >"$OUT/curves.txt"
   run_pair fashion-rows configs/fashion-rows-short.yaml .gpu/data/fashion-mnist --set train.epochs=1
   run_pair births configs/births.yaml .gpu/data/births --set train.epochs=1
-  run_pair spam configs/spam.yaml .gpu/data/spam --set train.epochs=2
+  run_pair spam configs/spam.yaml .gpu/data/spam --set train.epochs=4
   summary+=("curves: $(grep -c OK "$OUT/curves.txt") of 3 within tolerance")
 fi
 

@@ -2,7 +2,7 @@
 # Builds small real-data subsets for scripts/gpu-check.sh under .gpu/data (git-ignored), so that the
 # GPU machine (no network) can train every model config for 50 steps on CPU and GPU:
 #   fashion-mnist: the first 4,000 training and 1,000 test images (idx, gzip);
-#   births: the whole CSV (small); spam: every 4th mail of each SpamAssassin group.
+#   births: the whole CSV (small); spam: every 8th mail of each SpamAssassin group.
 # Needs the data sets in the cache (recur data fetch fashion-mnist births spam).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +28,6 @@ PY
 cp "$cache/births/data/data.csv" "$out/births/data/"
 for g in "$cache"/spam/data/*/; do
   name=$(basename "$g"); mkdir -p "$out/spam/data/$name"
-  ls "$g" | grep '\.json$' | sort | awk "NR % 4 == 1" | while read -r f; do cp "$g/$f" "$out/spam/data/$name/"; done
+  ls "$g" | grep '\.json$' | sort | awk "NR % 8 == 1" | while read -r f; do cp "$g/$f" "$out/spam/data/$name/"; done
 done
 du -sh "$out"/*
