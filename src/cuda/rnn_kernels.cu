@@ -186,15 +186,24 @@ __global__ void state_out_kernel(float* h, const float* hT, int B, int H, int Bp
 // ---- persistent forward -------------------------------------------------------------------------
 //
 // Block b owns hidden units [b*U, b*U+U) and their G gate rows of W_hh (R = G*U rows), held in
-// shared memory transposed (Ws[k][r]) for the whole call. Each step: load the transposed state
-// hT (H x Bp) from L2 into shared memory, form the block's R x bs slice of the recurrent product
-// (threads tile 4 rows x 4 batch columns over a slice of k; KS slices reduced through shared
-// memory), apply the cell to the block's units, write the new state into the other buffer, and
-// meet every block at a grid barrier.
+// shared memory transposed (Ws[k][r]) for the whole call. Each step:
+//  1. every thread prefetches what its fixed (unit, batch position) items need from global memory
+//     (input projections of the step's row, the previous state) into registers, so those loads
+//     overlap the product;
+//  2. the transposed state hT (H x Bp, written by all blocks at the previous step) streams from L2
+//     into shared memory in chunks of KC rows with cp.async.cg (bypassing L1, double-buffered so
+//     the next chunk loads while the current one is multiplied); threads tile 4 gate rows x 4
+//     batch columns over a slice of each chunk's k, accumulating in registers;
+//  3. the KS slices are reduced through shared memory and each thread applies the cell to its
+//     items (the LSTM cell state stays in registers across steps), writes the outputs and its
+//     part of the new state into the other buffer;
+//  4. all blocks meet at one grid barrier.
+
+constexpr int kItems = 4;  // (unit, batch position) items per thread: U * B <= kItems * kThreads
 
 struct PersistArgs {
   StepInfo si;
-  int H, U, Bp, R, KS, RG, NB, kchunk;
+  int H, U, Bp, R, KS, RG, NB, KC, kcs;
   const float* W;
   float* G;
   const float* bias;
@@ -207,16 +216,38 @@ struct PersistArgs {
   float* ghn;
 };
 
+__device__ __forceinline__ void cp_async16(float* smem_dst, const float* gmem_src) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem_src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Rows [c*KC, c*KC + rows) of the state (H x Bp floats) into a shared buffer, 16 bytes per copy.
+__device__ __forceinline__ void load_chunk(float* buf, const float* cur, int c, int KC, int H, int Bp) {
+  const int row0 = c * KC;
+  const int rows = min(KC, H - row0);
+  const int nvec = rows * Bp / 4;
+  const float* src = cur + static_cast<long long>(row0) * Bp;
+  for (int i = threadIdx.x; i < nvec; i += blockDim.x) cp_async16(buf + 4 * i, src + 4 * i);
+  cp_async_commit();
+}
+
 template <int CELL>
 __global__ void __launch_bounds__(kThreads, 1) persistent_forward_kernel(PersistArgs a) {
   constexpr int NGATE = CELL == 0 ? 4 : CELL == 1 ? 3 : 1;
   extern __shared__ float4 smem4[];
   float* smem = reinterpret_cast<float*>(smem4);
-  const int H = a.H, U = a.U, R = a.R, Bp = a.Bp;
+  const int H = a.H, U = a.U, R = a.R, Bp = a.Bp, KC = a.KC;
+  const int B = a.si.B;
   const long long GH = static_cast<long long>(NGATE) * H;
-  float* Ws = smem;             // H * R
-  float* hs = Ws + H * R;       // H * Bp
-  float* part = hs + H * Bp;    // KS * R * Bp
+  float* Ws = smem;                  // H * R
+  float* hbuf0 = Ws + H * R;         // KC * Bp
+  float* hbuf1 = hbuf0 + KC * Bp;    // KC * Bp
+  float* part = hbuf1 + KC * Bp;     // KS * R * Bp
   const int j0 = blockIdx.x * U;
   const int Ub = min(U, H - j0);
   const int tid = threadIdx.x;
@@ -226,13 +257,29 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_forward_kernel(Persist
     const int g = r / U, u = r % U;
     Ws[idx] = u < Ub ? a.W[(static_cast<long long>(g) * H + j0 + u) * H + k] : 0.0f;
   }
+
+  // This thread's items: (unit u, batch position n) = (idx / B, idx % B), idx = tid + i * kThreads.
+  const int n_items = Ub * B;
+  float bias_r[kItems][NGATE], bias_hr[kItems][NGATE], c_r[kItems];
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) {
+    const int idx = tid + i * kThreads;
+    const int u = idx < n_items ? idx / B : 0, n = idx < n_items ? idx % B : 0;
+    const int j = j0 + u;
+#pragma unroll
+    for (int g = 0; g < NGATE; ++g) {
+      bias_r[i][g] = idx < n_items ? a.bias[g * H + j] : 0.0f;
+      bias_hr[i][g] = idx < n_items && CELL == 1 ? a.bias_h[g * H + j] : 0.0f;
+    }
+    c_r[i] = idx < n_items && CELL == 0 ? a.c_state[static_cast<long long>(n) * H + j] : 0.0f;
+  }
   __syncthreads();
 
   cg::grid_group grid = cg::this_grid();
   const int per_slice = a.RG * a.NB;
   const int ks = tid / per_slice, rem = tid % per_slice;
   const int rg = rem / a.NB, nb = rem % a.NB;
-  const int B = a.si.B;
+  const int nchunks = (H + KC - 1) / KC;
 
   for (int s = 0; s < a.si.T; ++s) {
     const int t = step_of(a.si, s);
@@ -241,31 +288,56 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_forward_kernel(Persist
     const float* cur = (s & 1) ? a.hT1 : a.hT0;
     float* nxt = (s & 1) ? a.hT0 : a.hT1;
 
-    // The state was written by other blocks: read it from L2, not from a stale L1 line.
-    const float4* cur4 = reinterpret_cast<const float4*>(cur);
-    float4* hs4 = reinterpret_cast<float4*>(hs);
-    const int nvec = H * Bp / 4;
-    for (int i = tid; i < nvec; i += blockDim.x) hs4[i] = __ldcg(cur4 + i);
-    __syncthreads();
+    load_chunk(hbuf0, cur, 0, KC, H, Bp);
 
-    if (ks < a.KS && nb * 4 < bs) {
-      float acc[4][4];
+    // 1. Prefetch the items' operands; they arrive while the product runs.
+    float gx[kItems][NGATE], hp[kItems];
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < kItems; ++i) {
+      const int idx = tid + i * kThreads;
+      const int u = idx < n_items ? idx / B : 0, n = idx < n_items ? idx % B : 0;
+      const int j = j0 + u;
+      hp[i] = idx < n_items ? __ldcg(cur + static_cast<long long>(j) * Bp + n) : 0.0f;
+      const float* gr = a.G + (r0 + n) * GH;
 #pragma unroll
-        for (int q = 0; q < 4; ++q) acc[i][q] = 0.0f;
-      const int k0 = ks * a.kchunk;
-      const int k1 = min(H, k0 + a.kchunk);
-      for (int k = k0; k < k1; ++k) {
-        const float4 w = *reinterpret_cast<const float4*>(Ws + k * R + rg * 4);
-        const float4 h = *reinterpret_cast<const float4*>(hs + k * Bp + nb * 4);
-        const float wv[4] = {w.x, w.y, w.z, w.w};
-        const float hv[4] = {h.x, h.y, h.z, h.w};
+      for (int g = 0; g < NGATE; ++g) gx[i][g] = idx < n_items && n < bs ? gr[g * H + j] : 0.0f;
+    }
+
+    // 2. The block's slice of the recurrent product, chunk by chunk.
+    const bool active = ks < a.KS && nb * 4 < bs;
+    float acc[4][4];
 #pragma unroll
-        for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < 4; ++i)
 #pragma unroll
-          for (int q = 0; q < 4; ++q) acc[i][q] = fmaf(wv[i], hv[q], acc[i][q]);
+      for (int q = 0; q < 4; ++q) acc[i][q] = 0.0f;
+    for (int c = 0; c < nchunks; ++c) {
+      float* buf = (c & 1) ? hbuf1 : hbuf0;
+      if (c + 1 < nchunks) {
+        load_chunk((c & 1) ? hbuf0 : hbuf1, cur, c + 1, KC, H, Bp);
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
       }
+      __syncthreads();
+      if (active) {
+        const int rows = min(KC, H - c * KC);
+        const int k0 = ks * a.kcs;
+        const int k1 = min(rows, k0 + a.kcs);
+        const float* wbase = Ws + (c * KC) * R + rg * 4;
+        for (int k = k0; k < k1; ++k) {
+          const float4 w = *reinterpret_cast<const float4*>(wbase + k * R);
+          const float4 h = *reinterpret_cast<const float4*>(buf + k * Bp + nb * 4);
+          const float wv[4] = {w.x, w.y, w.z, w.w};
+          const float hv[4] = {h.x, h.y, h.z, h.w};
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+#pragma unroll
+            for (int q = 0; q < 4; ++q) acc[i][q] = fmaf(wv[i], hv[q], acc[i][q]);
+        }
+      }
+      __syncthreads();  // the buffer is refilled two chunks later
+    }
+    if (active) {
 #pragma unroll
       for (int i = 0; i < 4; ++i)
         *reinterpret_cast<float4*>(part + (ks * R + rg * 4 + i) * Bp + nb * 4) =
@@ -273,64 +345,73 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_forward_kernel(Persist
     }
     __syncthreads();
 
-    for (int idx = tid; idx < Ub * bs; idx += blockDim.x) {
-      const int u = idx / bs, n = idx % bs;
-      const int j = j0 + u;
-      const long long row = r0 + n;
-      float pre[NGATE];
+    // 3. The cell, for this thread's items.
 #pragma unroll
-      for (int g = 0; g < NGATE; ++g) {
-        float sum = 0.0f;
-        for (int q = 0; q < a.KS; ++q) sum += part[(q * R + g * U + u) * Bp + n];
-        pre[g] = sum;
+    for (int i = 0; i < kItems; ++i) {
+      const int idx = tid + i * kThreads;
+      if (idx >= n_items) continue;
+      const int u = idx / B, n = idx % B;
+      const int j = j0 + u;
+      float* nx = nxt + static_cast<long long>(j) * Bp + n;
+      if (n >= bs) {  // not active at this step: the state carries over
+        *nx = hp[i];
+        continue;
       }
+      const long long row = r0 + n;
       float* gr = a.G + row * GH;
-      const float hp = hs[j * Bp + n];
       const long long yo = row * H + j;
-      const long long st = static_cast<long long>(n) * H + j;
       float h;
       if (!step_valid(a.si, t, n)) {
-        h = hp;
+        h = hp[i];
         a.y[yo] = 0.0f;
 #pragma unroll
         for (int g = 0; g < NGATE; ++g) gr[g * H + j] = 0.0f;
-        if (CELL == 0) a.cells[yo] = a.c_state[st];
-        if (CELL == 1) a.ghn[yo] = 0.0f;
+        if constexpr (CELL == 0) a.cells[yo] = c_r[i];
+        if constexpr (CELL == 1) a.ghn[yo] = 0.0f;
       } else {
+        float pre[NGATE];
+#pragma unroll
+        for (int g = 0; g < NGATE; ++g) {
+          float sum = 0.0f;
+          for (int q = 0; q < a.KS; ++q) sum += part[(q * R + g * U + u) * Bp + n];
+          pre[g] = sum;
+        }
         if constexpr (CELL == 0) {
-          const float i = sigmoidf_(gr[j] + pre[0] + a.bias[j]);
-          const float f = sigmoidf_(gr[H + j] + pre[1] + a.bias[H + j]);
-          const float c_in = tanhf(gr[2 * H + j] + pre[2] + a.bias[2 * H + j]);
-          const float o = sigmoidf_(gr[3 * H + j] + pre[3] + a.bias[3 * H + j]);
-          const float c = f * a.c_state[st] + i * c_in;
-          h = o * tanhf(c);
-          gr[j] = i, gr[H + j] = f, gr[2 * H + j] = c_in, gr[3 * H + j] = o;
-          a.c_state[st] = c;
+          const float ig = sigmoidf_(gx[i][0] + pre[0] + bias_r[i][0]);
+          const float fg = sigmoidf_(gx[i][1] + pre[1] + bias_r[i][1]);
+          const float c_in = tanhf(gx[i][2] + pre[2] + bias_r[i][2]);
+          const float og = sigmoidf_(gx[i][3] + pre[3] + bias_r[i][3]);
+          const float c = fg * c_r[i] + ig * c_in;
+          h = og * tanhf(c);
+          gr[j] = ig, gr[H + j] = fg, gr[2 * H + j] = c_in, gr[3 * H + j] = og;
+          c_r[i] = c;
           a.cells[yo] = c;
         } else if constexpr (CELL == 1) {
-          const float r = sigmoidf_(gr[j] + a.bias[j] + pre[0] + a.bias_h[j]);
-          const float z = sigmoidf_(gr[H + j] + a.bias[H + j] + pre[1] + a.bias_h[H + j]);
-          const float hn = pre[2] + a.bias_h[2 * H + j];
-          const float c_in = tanhf(gr[2 * H + j] + a.bias[2 * H + j] + r * hn);
-          h = (1.0f - z) * c_in + z * hp;
+          const float r = sigmoidf_(gx[i][0] + bias_r[i][0] + pre[0] + bias_hr[i][0]);
+          const float z = sigmoidf_(gx[i][1] + bias_r[i][1] + pre[1] + bias_hr[i][1]);
+          const float hn = pre[2] + bias_hr[i][2];
+          const float c_in = tanhf(gx[i][2] + bias_r[i][2] + r * hn);
+          h = (1.0f - z) * c_in + z * hp[i];
           gr[j] = r, gr[H + j] = z, gr[2 * H + j] = c_in;
           a.ghn[yo] = hn;
         } else {
-          const float v = gr[j] + pre[0] + a.bias[j];
+          const float v = gx[i][0] + pre[0] + bias_r[i][0];
           h = CELL == 3 ? (v > 0.0f ? v : 0.0f) : tanhf(v);
           gr[j] = h;
         }
         a.y[yo] = h;
       }
-      nxt[j * Bp + n] = h;
+      *nx = h;
     }
-    // Sequences not active at this step keep their state in the other buffer too.
-    const int rest = B - bs;
-    for (int idx = tid; idx < Ub * rest; idx += blockDim.x) {
-      const int u = idx / rest, n = bs + idx % rest;
-      nxt[(j0 + u) * Bp + n] = hs[(j0 + u) * Bp + n];
-    }
+    // 4. Everyone's part of the new state is written before anyone reads it.
     grid.sync();
+  }
+  if constexpr (CELL == 0) {
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const int idx = tid + i * kThreads;
+      if (idx < n_items) a.c_state[static_cast<long long>(idx % B) * H + j0 + idx / B] = c_r[i];
+    }
   }
 }
 
@@ -351,17 +432,16 @@ void* persistent_for(int cell) {
 int gates_of(int cell) { return cell == 0 ? 4 : cell == 1 ? 3 : 1; }
 
 struct Tiling {
-  int R, RG, NB, KS, kchunk;
+  int R, RG, NB, KS;
 };
 
-Tiling tiling(int cell, int U, int Bp, int H) {
+Tiling tiling(int cell, int U, int Bp) {
   Tiling t;
   t.R = gates_of(cell) * U;
   t.RG = t.R / 4;
   t.NB = Bp / 4;
   t.KS = kThreads / (t.RG * t.NB);
   if (t.KS < 1) t.KS = 1;
-  t.kchunk = (H + t.KS - 1) / t.KS;
   return t;
 }
 
@@ -462,12 +542,26 @@ bool rnn_persistent_plan(int cell, int H, int B, int device, PersistentPlan* pla
   const int Bp = (B + 3) / 4 * 4;
   int U = 1;
   while ((G * U) % 4 != 0 || (H + U - 1) / U > sms) ++U;
-  const Tiling tl = tiling(cell, U, Bp, H);
+  if (static_cast<long long>(U) * B > static_cast<long long>(kItems) * kThreads) return false;
+  const Tiling tl = tiling(cell, U, Bp);
   if (tl.RG * tl.NB > kThreads) return false;
-  const size_t smem =
-      (static_cast<size_t>(H) * tl.R + static_cast<size_t>(H) * Bp + static_cast<size_t>(tl.KS) * tl.R * Bp) *
-      sizeof(float);
-  if (smem > static_cast<size_t>(optin)) return false;
+  // State chunks (rows of hT) of at most 32 KB, so that several stream in while earlier ones are
+  // multiplied, and small enough to fit beside the weights and the partial sums.
+  size_t smem = 0;
+  int KC = 0;
+  for (int kc : {1024, 512, 256, 128, 64, 32, 16, 8}) {
+    if (kc > 8 && static_cast<size_t>(kc) * Bp * sizeof(float) > (size_t(32) << 10)) continue;
+    const int rows = kc < H ? kc : H;
+    const size_t bytes = (static_cast<size_t>(H) * tl.R + 2 * static_cast<size_t>(rows) * Bp +
+                          static_cast<size_t>(tl.KS) * tl.R * Bp) *
+                         sizeof(float);
+    if (bytes <= static_cast<size_t>(optin)) {
+      KC = rows;
+      smem = bytes;
+      break;
+    }
+  }
+  if (KC == 0) return false;
   void* fn = persistent_for(cell);
   if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess) {
     (void)cudaGetLastError();
@@ -483,6 +577,7 @@ bool rnn_persistent_plan(int cell, int H, int B, int device, PersistentPlan* pla
   plan->units = U;
   plan->blocks = blocks;
   plan->bp = Bp;
+  plan->chunk = KC;
   plan->smem = smem;
   return true;
 }
@@ -490,7 +585,7 @@ bool rnn_persistent_plan(int cell, int H, int B, int device, PersistentPlan* pla
 cudaError_t rnn_forward_persistent(int cell, const PersistentPlan& plan, const StepInfo& si, int H,
                                    const float* W_hh, float* G, const float* bias, const float* bias_h, float* hT0,
                                    float* hT1, float* c_state, float* y, float* cells, float* ghn, cudaStream_t st) {
-  const Tiling tl = tiling(cell, plan.units, plan.bp, H);
+  const Tiling tl = tiling(cell, plan.units, plan.bp);
   PersistArgs a;
   a.si = si;
   a.H = H;
@@ -500,7 +595,8 @@ cudaError_t rnn_forward_persistent(int cell, const PersistentPlan& plan, const S
   a.KS = tl.KS;
   a.RG = tl.RG;
   a.NB = tl.NB;
-  a.kchunk = tl.kchunk;
+  a.KC = plan.chunk;
+  a.kcs = (plan.chunk + tl.KS - 1) / tl.KS;
   a.W = W_hh;
   a.G = G;
   a.bias = bias;

@@ -44,6 +44,7 @@ struct PersistentPlan {
   int units = 0;    // hidden units per block
   int blocks = 0;   // grid size
   int bp = 0;       // batch padded to a multiple of 4
+  int chunk = 0;    // rows of the state streamed into shared memory at a time
   size_t smem = 0;  // dynamic shared memory bytes
 };
 /// Chooses a plan for this device, or returns false when the persistent kernel cannot run.
