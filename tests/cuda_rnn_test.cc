@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 
 #include "recur/core/cuda.h"
 #include "recur/ops/rnn.h"
@@ -137,6 +138,26 @@ INSTANTIATE_TEST_SUITE_P(Cells, CudaRnn,
                                            GpuCase{CellType::RNN_RELU, false, true, false},
                                            GpuCase{CellType::RNN_RELU, true, false, true}),
                          gpu_case_name);
+
+// The cuBLAS variant of the backward recurrent product (RECUR_RNN_BACKWARD=cublas) and the default
+// split-K partials agree with the CPU on a reverse GRU and a forward LSTM over a ragged batch.
+TEST(CudaRnnBackward, CublasAndSplitKMatchCpu) {
+  RECUR_REQUIRE_GPU();
+  for (const char* mode : {"cublas", "splitk"}) {
+    setenv("RECUR_RNN_BACKWARD", mode, 1);
+    for (CellType cell : {CellType::GRU, CellType::LSTM}) {
+      Rng rng(77);
+      PackedBatch pb = PackedBatch::from_lengths({9, 2, 14, 14, 5, 1, 70, 33});
+      ops::RnnLayerOptions opt{cell, cell == CellType::GRU, {}};
+      LayerData cpu = random_layer(cell, pb, 24, 96, rng);
+      LayerResult rc = run_layer(cpu, pb, opt);
+      LayerResult rg = run_layer(to_device(cpu, Device::cuda(0)), pb, opt);
+      SCOPED_TRACE(std::string(mode) + " " + ops::cell_name(cell));
+      expect_same(rg, rc, cell == CellType::LSTM, 1e-4, 2e-5);
+    }
+  }
+  unsetenv("RECUR_RNN_BACKWARD");
+}
 
 // The benchmark's shape (H 512, batch 64 and batch 1) through the persistent kernel, forward only:
 // outputs and final states against the CPU.

@@ -93,28 +93,38 @@ __global__ void forward_step_kernel(int s, StepInfo si, int H, float* G, const f
 
 // ---- backward pointwise ------------------------------------------------------------------------
 
+// Rows j < prev_bs first fold in the split-K partial sums P (S x B x H) of the previous processed
+// step's dh_prev = dG W_hh (in a fixed order: deterministic); rows past this step's batch only fold.
 template <int CELL>
-__global__ void backward_step_kernel(int s, StepInfo si, int H, const float* act, const float* cells,
-                                     const float* c_prev, const float* h_prev, const float* ghn, const float* dy,
-                                     float* dG, float* dGh, float* dh_state, float* dc_state) {
+__global__ void backward_step_kernel(int s, StepInfo si, int H, int bs, int prev_bs, const float* P, int S,
+                                     const float* act, const float* cells, const float* c_prev, const float* h_prev,
+                                     const float* ghn, const float* dy, float* dG, float* dGh, float* dh_state,
+                                     float* dc_state) {
   constexpr int NG = CELL == 0 ? 4 : CELL == 1 ? 3 : 1;
   const int t = step_of(si, s);
-  const int bs = si.bs[t];
   const long long e = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
   const int j = static_cast<int>(e / H), u = static_cast<int>(e % H);
-  if (j >= bs) return;
+  if (j >= bs && j >= prev_bs) return;
+  const long long st = static_cast<long long>(j) * H + u;
+  float dhs = dh_state[st];
+  if (j < prev_bs)
+    for (int q = 0; q < S; ++q) dhs += P[(static_cast<long long>(q) * si.B + j) * H + u];
+  if (j >= bs) {
+    dh_state[st] = dhs;
+    return;
+  }
   const long long row = si.off[t] + j;
   const long long GH = static_cast<long long>(NG) * H;
   float* dg = dG + row * GH;
-  const long long st = static_cast<long long>(j) * H + u;
   const long long ro = row * H + u;
   if (!step_valid(si, t, j)) {  // the state passed through unchanged: so does its gradient
     for (int k = 0; k < NG; ++k) dg[k * H + u] = 0.0f;
     if (CELL == 1)
       for (int k = 0; k < NG; ++k) dGh[row * GH + k * H + u] = 0.0f;
+    dh_state[st] = dhs;
     return;
   }
-  const float dh = dh_state[st] + (dy ? dy[ro] : 0.0f);
+  const float dh = dhs + (dy ? dy[ro] : 0.0f);
   const float* a = act + row * GH;
   if (CELL == 0) {
     const float i = a[u], f = a[H + u], c_in = a[2 * H + u], o = a[3 * H + u];
@@ -455,12 +465,85 @@ cudaError_t launch_forward_step(int s, const StepInfo& si, int H, float* G, cons
 }
 
 template <int CELL>
-cudaError_t launch_backward_step(int s, const StepInfo& si, int H, const float* act, const float* cells,
-                                 const float* c_prev, const float* h_prev, const float* ghn, const float* dy, float* dG,
-                                 float* dGh, float* dh_state, float* dc_state, int max_bs, cudaStream_t st) {
-  backward_step_kernel<CELL><<<grid_for(static_cast<long long>(max_bs) * H), kThreads, 0, st>>>(
-      s, si, H, act, cells, c_prev, h_prev, ghn, dy, dG, dGh, dh_state, dc_state);
+cudaError_t launch_backward_step(int s, const StepInfo& si, int H, int bs, int prev_bs, const float* P, int S,
+                                 const float* act, const float* cells, const float* c_prev, const float* h_prev,
+                                 const float* ghn, const float* dy, float* dG, float* dGh, float* dh_state,
+                                 float* dc_state, cudaStream_t st) {
+  const int rows = bs > prev_bs ? bs : prev_bs;
+  if (rows == 0) return cudaSuccess;
+  backward_step_kernel<CELL><<<grid_for(static_cast<long long>(rows) * H), kThreads, 0, st>>>(
+      s, si, H, bs, prev_bs, P, S, act, cells, c_prev, h_prev, ghn, dy, dG, dGh, dh_state, dc_state);
   return cudaGetLastError();
+}
+
+// dh_prev partials: P[sp][n][c] = sum over r in split sp of dG[n][r] W[r][c], for n < bs, c < H.
+// CTA tile: 64 batch rows x 32 hidden columns over a reduction range of KR gate rows, staged through
+// shared memory 32 gate rows at a time (the next stage's loads issued before the current one's
+// products); thread tile 4 rows x 2 columns.
+__global__ void __launch_bounds__(kThreads) dh_partials_kernel(const float* dG, const float* W, int H, int GH, int bs,
+                                                              int KR, float* P, int B) {
+  const int c0 = blockIdx.x * 32, sp = blockIdx.y, n0 = blockIdx.z * 64;
+  const int r_begin = sp * KR;
+  const int r_end = min(GH, r_begin + KR);
+  __shared__ __align__(16) float As[32][68];  // As[r][n]: the dG tile, transposed
+  __shared__ __align__(16) float Bs[32][32];  // Bs[r][c]
+  const int tid = threadIdx.x;
+  const int tn = tid / 16, tc = tid % 16;
+  float acc[4][2];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) acc[i][0] = acc[i][1] = 0.0f;
+  float ra[8], rb[4];
+  auto load = [&](int rr) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int e = tid + i * kThreads;
+      const int n = e / 32, r = e % 32;
+      ra[i] = n0 + n < bs && rr + r < r_end ? dG[static_cast<long long>(n0 + n) * GH + rr + r] : 0.0f;
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int e = tid + i * kThreads;
+      const int r = e / 32, c = e % 32;
+      rb[i] = rr + r < r_end && c0 + c < H ? W[static_cast<long long>(rr + r) * H + c0 + c] : 0.0f;
+    }
+  };
+  load(r_begin);
+  for (int rr = r_begin; rr < r_end; rr += 32) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int e = tid + i * kThreads;
+      As[e % 32][e / 32] = ra[i];
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int e = tid + i * kThreads;
+      Bs[e / 32][e % 32] = rb[i];
+    }
+    __syncthreads();
+    if (rr + 32 < r_end) load(rr + 32);
+#pragma unroll 8
+    for (int r = 0; r < 32; ++r) {
+      const float4 a = *reinterpret_cast<const float4*>(&As[r][tn * 4]);
+      const float2 b = *reinterpret_cast<const float2*>(&Bs[r][tc * 2]);
+      const float av[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        acc[i][0] = fmaf(av[i], b.x, acc[i][0]);
+        acc[i][1] = fmaf(av[i], b.y, acc[i][1]);
+      }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int n = n0 + tn * 4 + i;
+    if (n >= bs) continue;
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      const int c = c0 + tc * 2 + q;
+      if (c < H) P[(static_cast<long long>(sp) * B + n) * H + c] = acc[i][q];
+    }
+  }
 }
 
 }  // namespace
@@ -491,19 +574,48 @@ cudaError_t rnn_forward_step(int cell, int s, const StepInfo& si, int H, float* 
   }
 }
 
-cudaError_t rnn_backward_step(int cell, int s, const StepInfo& si, int H, const float* act, const float* cells,
-                              const float* c_prev, const float* h_prev, const float* ghn, const float* dy, float* dG,
-                              float* dGh, float* dh_state, float* dc_state, int max_bs, cudaStream_t st) {
+cudaError_t rnn_backward_step(int cell, int s, const StepInfo& si, int H, int bs, int prev_bs, const float* P, int S,
+                              const float* act, const float* cells, const float* c_prev, const float* h_prev,
+                              const float* ghn, const float* dy, float* dG, float* dGh, float* dh_state,
+                              float* dc_state, cudaStream_t st) {
   switch (cell) {
     case 0:
-      return launch_backward_step<0>(s, si, H, act, cells, c_prev, h_prev, ghn, dy, dG, dGh, dh_state, dc_state, max_bs, st);
+      return launch_backward_step<0>(s, si, H, bs, prev_bs, P, S, act, cells, c_prev, h_prev, ghn, dy, dG, dGh,
+                                     dh_state, dc_state, st);
     case 1:
-      return launch_backward_step<1>(s, si, H, act, cells, c_prev, h_prev, ghn, dy, dG, dGh, dh_state, dc_state, max_bs, st);
+      return launch_backward_step<1>(s, si, H, bs, prev_bs, P, S, act, cells, c_prev, h_prev, ghn, dy, dG, dGh,
+                                     dh_state, dc_state, st);
     case 2:
-      return launch_backward_step<2>(s, si, H, act, cells, c_prev, h_prev, ghn, dy, dG, dGh, dh_state, dc_state, max_bs, st);
+      return launch_backward_step<2>(s, si, H, bs, prev_bs, P, S, act, cells, c_prev, h_prev, ghn, dy, dG, dGh,
+                                     dh_state, dc_state, st);
     default:
-      return launch_backward_step<3>(s, si, H, act, cells, c_prev, h_prev, ghn, dy, dG, dGh, dh_state, dc_state, max_bs, st);
+      return launch_backward_step<3>(s, si, H, bs, prev_bs, P, S, act, cells, c_prev, h_prev, ghn, dy, dG, dGh,
+                                     dh_state, dc_state, st);
   }
+}
+
+int rnn_dh_splits(int H, int GH, int B, int device) {
+  int sms = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    sms = 132;
+  }
+  const int tiles = ((H + 31) / 32) * ((B + 63) / 64);
+  int S = (2 * sms + tiles - 1) / tiles;  // about two CTAs per multiprocessor
+  const int max_s = (GH + 31) / 32;
+  if (S > max_s) S = max_s;
+  if (S < 1) S = 1;
+  const int KR = ((GH + S - 1) / S + 31) / 32 * 32;
+  return (GH + KR - 1) / KR;
+}
+
+cudaError_t rnn_dh_partials(const float* dG, const float* W, int H, int GH, int bs, int S, float* P, int B,
+                            cudaStream_t st) {
+  if (bs == 0) return cudaSuccess;
+  const int KR = ((GH + S - 1) / S + 31) / 32 * 32;
+  dim3 grid(static_cast<unsigned>((H + 31) / 32), static_cast<unsigned>(S), static_cast<unsigned>((bs + 63) / 64));
+  dh_partials_kernel<<<grid, kThreads, 0, st>>>(dG, W, H, GH, bs, KR, P, B);
+  return cudaGetLastError();
 }
 
 cudaError_t rnn_previous_states(const StepInfo& si, int H, const float* y, const float* cells, const float* h0,

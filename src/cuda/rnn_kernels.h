@@ -56,11 +56,22 @@ cudaError_t rnn_forward_persistent(int cell, const PersistentPlan& plan, const S
 cudaError_t transpose_state_in(float* hT, const float* h, int B, int H, int Bp, cudaStream_t s);
 cudaError_t transpose_state_out(float* h, const float* hT, int B, int H, int Bp, cudaStream_t s);
 
-/// Pointwise backward of processing step `s`: turns dh_state (+ dy rows) into pre-activation gate
-/// grads dG (GRU: also the hidden-side dGh), updates dh_state/dc_state in place as the CPU path does.
-cudaError_t rnn_backward_step(int cell, int s, const StepInfo& si, int H, const float* act, const float* cells,
-                              const float* c_prev, const float* h_prev, const float* ghn, const float* dy, float* dG,
-                              float* dGh, float* dh_state, float* dc_state, int max_bs, cudaStream_t st);
+/// Pointwise backward of processing step `s` (`bs` active rows): first adds the split-K partials
+/// P (S x B x H; null/S=0 for none) of the previous processed step's recurrent product into
+/// dh_state rows j < prev_bs, then turns dh_state (+ dy rows) into pre-activation gate grads dG
+/// (GRU: also the hidden-side dGh) and updates dh_state/dc_state in place as the CPU path does.
+/// bs = 0 only folds the partials (after the last step).
+cudaError_t rnn_backward_step(int cell, int s, const StepInfo& si, int H, int bs, int prev_bs, const float* P, int S,
+                              const float* act, const float* cells, const float* c_prev, const float* h_prev,
+                              const float* ghn, const float* dy, float* dG, float* dGh, float* dh_state,
+                              float* dc_state, cudaStream_t st);
+
+/// The reduction splits rnn_dh_partials uses for these sizes (about two CTAs per multiprocessor).
+int rnn_dh_splits(int H, int GH, int B, int device);
+/// P[sp][n][c] (S x B x H) = split sp's share of (dG W)[n][c] for the step's bs rows: dG (bs x GH)
+/// rows of the step, W = W_hh (GH x H). Summed by the next rnn_backward_step, in order.
+cudaError_t rnn_dh_partials(const float* dG, const float* W, int H, int GH, int bs, int S, float* P, int B,
+                            cudaStream_t st);
 
 /// h_prev (N, H) and c_prev (LSTM; may be null) of every row: the previous processed step's row when
 /// it is active and valid, else h0/c0 (sorted, (B, H)).
