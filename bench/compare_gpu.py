@@ -99,13 +99,14 @@ def main():
     print(f"\n{gpu}: recur vs PyTorch {rows[0].get('torch', '-') if rows else ''} (cuDNN {rows[0].get('cudnn', '-') if rows else ''}),"
           f" fp32 (recur TF32 off; torch = PyTorch defaults, strict = cudnn.allow_tf32 off), median of {args.repeats};"
           f" cuBLAS sgemm {cases[0]['sgemm_gflops'] / 1e3:.1f} TFLOP/s")
-    print(f"{'case':44} {'path':10} {'fwd ms':>8} {'torch':>8} {'ratio':>6} | {'f+b ms':>8} {'torch':>8} {'ratio':>6}")
+    print(f"{'case':44} {'fwd/bwd path':22} {'fwd ms':>8} {'torch':>8} {'ratio':>6} | {'f+b ms':>8} {'torch':>8} {'ratio':>6}")
     for r in rows:
         name = (f"{r['cell']} I{r['input']} H{r['hidden']} T{r['steps']} B{r['batch']} L{r['layers']}"
                 f" {r['lengths']}{' padded' if r['padded'] else ''}")
         tf, tb = r.get("torch_fwd_ms"), r.get("torch_fwdbwd_ms")
         # The variable-length packed case is held against cuDNN's padded time (its fastest).
-        line = (f"{name:44} {r.get('rnn_path', ''):10} {r['fwd_ms']:8.3f} {tf or 0:8.3f} {r['fwd_ms'] / tf if tf else 0:6.2f} |"
+        path = f"{r.get('rnn_path', '')}/{r.get('rnn_backward_path', '')}"
+        line = (f"{name:44} {path:22} {r['fwd_ms']:8.3f} {tf or 0:8.3f} {r['fwd_ms'] / tf if tf else 0:6.2f} |"
                 f" {r['fwdbwd_ms']:8.3f} {tb or 0:8.3f} {r['fwdbwd_ms'] / tb if tb else 0:6.2f}")
         if "torch_strict_fwd_ms" in r:
             line += f" | strict {r['torch_strict_fwd_ms']:.3f} / {r['torch_strict_fwdbwd_ms']:.3f}"

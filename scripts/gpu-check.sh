@@ -55,7 +55,7 @@ fi
 
 if has tests; then
   stamp "GPU tests"
-  "$TESTS" --gtest_filter='*Cuda*:*Gpu*' --gtest_brief=1 >"$OUT/tests.log" 2>&1
+  timeout 180 "$TESTS" --gtest_filter='*Cuda*:*Gpu*' --gtest_brief=1 >"$OUT/tests.log" 2>&1
   rc=$?
   grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$OUT/tests.log" | head -40
   grep -B2 -A12 "Failure" "$OUT/tests.log" | head -120
@@ -85,7 +85,7 @@ fi
 
 if has bench; then
   stamp "benchmark beside PyTorch"
-  PYTHONUNBUFFERED=1 python3 bench/compare_gpu.py --recur "$BIN" --repeats 20 2>&1 | tee "$OUT/bench.txt"
+  PYTHONUNBUFFERED=1 timeout 300 python3 bench/compare_gpu.py --recur "$BIN" --repeats 20 2>&1 | tee "$OUT/bench.txt"
 fi
 
 stamp "done"

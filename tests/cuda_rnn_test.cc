@@ -139,24 +139,40 @@ INSTANTIATE_TEST_SUITE_P(Cells, CudaRnn,
                                            GpuCase{CellType::RNN_RELU, true, false, true}),
                          gpu_case_name);
 
-// The cuBLAS variant of the backward recurrent product (RECUR_RNN_BACKWARD=cublas) and the default
-// split-K partials agree with the CPU on a reverse GRU and a forward LSTM over a ragged batch.
-TEST(CudaRnnBackward, CublasAndSplitKMatchCpu) {
+// Every backward path (the persistent kernel, per-step split-K partials, per-step cuBLAS) agrees
+// with the CPU: reverse GRU, forward LSTM and masked tanh RNN over ragged batches.
+TEST(CudaRnnBackward, EveryPathMatchesCpu) {
   RECUR_REQUIRE_GPU();
-  for (const char* mode : {"cublas", "splitk"}) {
+  for (const char* mode : {"persistent", "splitk", "cublas"}) {
     setenv("RECUR_RNN_BACKWARD", mode, 1);
-    for (CellType cell : {CellType::GRU, CellType::LSTM}) {
+    for (CellType cell : {CellType::GRU, CellType::LSTM, CellType::RNN_TANH}) {
       Rng rng(77);
-      PackedBatch pb = PackedBatch::from_lengths({9, 2, 14, 14, 5, 1, 70, 33});
-      ops::RnnLayerOptions opt{cell, cell == CellType::GRU, {}};
+      const std::vector<int64_t> lengths = {9, 2, 14, 14, 5, 1, 70, 33};
+      const bool masked = cell == CellType::RNN_TANH;
+      PackedBatch pb = masked ? PackedBatch::fixed(70, 8) : PackedBatch::from_lengths(lengths);
+      ops::RnnLayerOptions opt{cell, cell == CellType::GRU, masked ? lengths : std::vector<int64_t>{}};
       LayerData cpu = random_layer(cell, pb, 24, 96, rng);
       LayerResult rc = run_layer(cpu, pb, opt);
       LayerResult rg = run_layer(to_device(cpu, Device::cuda(0)), pb, opt);
       SCOPED_TRACE(std::string(mode) + " " + ops::cell_name(cell));
+      EXPECT_EQ(std::string(cuda::last_rnn_backward_path()), mode);
       expect_same(rg, rc, cell == CellType::LSTM, 1e-4, 2e-5);
     }
   }
   unsetenv("RECUR_RNN_BACKWARD");
+}
+
+// The benchmark's batch-64 shape through the persistent backward: all gradients against the CPU.
+TEST(CudaRnnBackward, PersistentAtBenchmarkShape) {
+  RECUR_REQUIRE_GPU();
+  Rng rng(12);
+  PackedBatch pb = PackedBatch::from_lengths(std::vector<int64_t>(64, 12));
+  LayerData cpu = random_layer(CellType::LSTM, pb, 256, 512, rng);
+  ops::RnnLayerOptions opt{CellType::LSTM, false, {}};
+  LayerResult rc = run_layer(cpu, pb, opt);
+  LayerResult rg = run_layer(to_device(cpu, Device::cuda(0)), pb, opt);
+  EXPECT_EQ(std::string(cuda::last_rnn_backward_path()), "persistent");
+  expect_same(rg, rc, true, 2e-4, 5e-5);
 }
 
 // The benchmark's shape (H 512, batch 64 and batch 1) through the persistent kernel, forward only:

@@ -189,6 +189,7 @@ nlohmann::json run_case(const BenchCase& c, const BenchSettings& s, double sgemm
   if (gpu) {
     j["gpu"] = cuda::device_name(dev.index);
     j["rnn_path"] = path;
+    j["rnn_backward_path"] = cuda::last_rnn_backward_path();
     j["allow_tf32"] = cuda::allow_tf32();
   }
   if (c.lengths != "fixed") j["length_values"] = lengths;

@@ -30,6 +30,7 @@ bool allow_tf32() { return false; }
 void set_rnn_persistent(bool) {}
 bool rnn_persistent() { return false; }
 const char* last_rnn_forward_path() { return ""; }
+const char* last_rnn_backward_path() { return ""; }
 void rnn_layer_forward(Tensor*, Tensor*, Tensor*, ops::RnnCache*, const Tensor& x, const PackedBatch&,
                        const ops::RnnWeights&, const Tensor*, const Tensor*, const ops::RnnLayerOptions&) {
   no_cuda(x.device());

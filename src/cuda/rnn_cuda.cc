@@ -14,6 +14,7 @@
 #include <cstring>
 #include <list>
 #include <mutex>
+#include <string>
 
 #include "rnn_kernels.h"
 #include "runtime.h"
@@ -29,6 +30,7 @@ std::atomic<bool> g_persistent{[] {
   return !(e && std::strcmp(e, "0") == 0);
 }()};
 std::atomic<const char*> g_last_path{""};
+std::atomic<const char*> g_last_backward{""};
 
 int cell_code(CellType c) {
   switch (c) {
@@ -115,6 +117,7 @@ struct Dims {
 void set_rnn_persistent(bool on) { g_persistent.store(on); }
 bool rnn_persistent() { return g_persistent.load(); }
 const char* last_rnn_forward_path() { return g_last_path.load(); }
+const char* last_rnn_backward_path() { return g_last_backward.load(); }
 
 void sgemm(int device, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
@@ -245,39 +248,61 @@ void rnn_layer_backward(Tensor* dx, Tensor* dh0, Tensor* dc0, const ops::RnnWeig
   Tensor dc_state;
   if (lstm) dc_state = dcn ? gather(*dcn, L.sorted(), d.B, dev) : Tensor::zeros({d.B, d.H}, DType::F32, D);
   const float* dGh = gru ? dgh.f32() : dgates.f32();
-  // The recurrent product dh_prev += dG_t W_hh of each step: by default split-K partial sums that
-  // the next step's pointwise kernel folds in a fixed order (deterministic, and several times faster
-  // than a cuBLAS call at these skinny shapes); RECUR_RNN_BACKWARD=cublas uses cuBLAS instead.
-  const char* mode = std::getenv("RECUR_RNN_BACKWARD");
-  const bool use_cublas = mode && std::strcmp(mode, "cublas") == 0;
-  const int S = use_cublas ? 0 : kern::rnn_dh_splits(static_cast<int>(d.H), static_cast<int>(d.GH),
-                                                       static_cast<int>(d.B), dev);
-  Tensor partials = use_cublas ? Tensor() : Tensor({S, d.B, d.H}, DType::F32, D);
-  const float* P = use_cublas ? nullptr : partials.f32();
-  int prev_bs = 0;
-  for (int64_t s = d.T - 1; s >= 0; --s) {
-    const int64_t t = opt.reverse ? d.T - 1 - s : s;
-    const int64_t bs = pb.batch_sizes[static_cast<size_t>(t)];
-    const int64_t r0 = pb.offsets[static_cast<size_t>(t)];
-    RECUR_CUDA_CHECK(kern::rnn_backward_step(
-        code, static_cast<int>(s), si, static_cast<int>(d.H), static_cast<int>(bs), prev_bs, P, S, cache.gates.f32(),
-        lstm ? cache.cells.f32() : nullptr, lstm ? c_prev.f32() : nullptr, h_prev.f32(),
-        gru ? cache.ghn.f32() : nullptr, dy ? dy->f32() : nullptr, dgates.f32(), gru ? dgh.f32() : nullptr,
-        dh_state.f32(), lstm ? dc_state.f32() : nullptr, st));
-    if (use_cublas) {
-      sgemm(dev, false, false, bs, d.H, d.GH, 1.0f, dGh + r0 * d.GH, d.GH, w.w_hh->f32(), d.H, 1.0f, dh_state.f32(),
-            d.H);
-    } else {
-      RECUR_CUDA_CHECK(kern::rnn_dh_partials(dGh + r0 * d.GH, w.w_hh->f32(), static_cast<int>(d.H),
-                                             static_cast<int>(d.GH), static_cast<int>(bs), S, partials.f32(),
-                                             static_cast<int>(d.B), st));
-      prev_bs = static_cast<int>(bs);
+  // The time loop: by default one persistent cooperative kernel (W_hh tiles in shared memory, two
+  // grid barriers per step); when the shapes do not fit it, per-step launches whose recurrent
+  // product dh_prev += dG_t W_hh is either split-K partial sums folded in order by the next
+  // pointwise kernel (deterministic; faster at batch >= 32) or a cuBLAS GEMM.
+  // RECUR_RNN_BACKWARD=persistent|splitk|cublas forces one.
+  const char* env = std::getenv("RECUR_RNN_BACKWARD");
+  const std::string mode = env ? env : "";
+  kern::BackwardPlan bplan;
+  const bool persistent = (mode.empty() || mode == "persistent") && d.T > 0 &&
+                          kern::rnn_backward_plan(code, static_cast<int>(d.H), static_cast<int>(d.B), dev, &bplan);
+  const float* act = cache.gates.f32();
+  const float* cells_p = lstm ? cache.cells.f32() : nullptr;
+  const float* c_prev_p = lstm ? c_prev.f32() : nullptr;
+  const float* ghn_p = gru ? cache.ghn.f32() : nullptr;
+  const float* dy_p = dy ? dy->f32() : nullptr;
+  float* dgh_p = gru ? dgh.f32() : nullptr;
+  float* dc_p = lstm ? dc_state.f32() : nullptr;
+  if (persistent) {
+    Tensor partials({bplan.splits, d.B, d.H}, DType::F32, D);
+    RECUR_CUDA_CHECK(kern::rnn_backward_persistent(code, bplan, si, static_cast<int>(d.H), w.w_hh->f32(), act, cells_p,
+                                                   c_prev_p, h_prev.f32(), ghn_p, dy_p, dgates.f32(), dgh_p,
+                                                   dh_state.f32(), dc_p, partials.f32(), st));
+    g_last_backward.store("persistent");
+  } else {
+    const bool use_cublas = mode == "cublas" || (mode != "splitk" && d.B < 32);
+    const int S = use_cublas ? 0
+                             : kern::rnn_dh_splits(static_cast<int>(d.H), static_cast<int>(d.GH),
+                                                   static_cast<int>(d.B), dev);
+    Tensor partials = use_cublas ? Tensor() : Tensor({S, d.B, d.H}, DType::F32, D);
+    const float* P = use_cublas ? nullptr : partials.f32();
+    int prev_bs = 0;
+    for (int64_t s = d.T - 1; s >= 0; --s) {
+      const int64_t t = opt.reverse ? d.T - 1 - s : s;
+      const int64_t bs = pb.batch_sizes[static_cast<size_t>(t)];
+      const int64_t r0 = pb.offsets[static_cast<size_t>(t)];
+      RECUR_CUDA_CHECK(kern::rnn_backward_step(code, static_cast<int>(s), si, static_cast<int>(d.H),
+                                               static_cast<int>(bs), prev_bs, P, S, act, cells_p, c_prev_p,
+                                               h_prev.f32(), ghn_p, dy_p, dgates.f32(), dgh_p, dh_state.f32(), dc_p,
+                                               st));
+      if (use_cublas) {
+        sgemm(dev, false, false, bs, d.H, d.GH, 1.0f, dGh + r0 * d.GH, d.GH, w.w_hh->f32(), d.H, 1.0f,
+              dh_state.f32(), d.H);
+      } else {
+        RECUR_CUDA_CHECK(kern::rnn_dh_partials(dGh + r0 * d.GH, w.w_hh->f32(), static_cast<int>(d.H),
+                                               static_cast<int>(d.GH), static_cast<int>(bs), S, partials.f32(),
+                                               static_cast<int>(d.B), st));
+        prev_bs = static_cast<int>(bs);
+      }
     }
+    if (!use_cublas && prev_bs > 0)  // fold the last step's partials
+      RECUR_CUDA_CHECK(kern::rnn_backward_step(code, 0, si, static_cast<int>(d.H), 0, prev_bs, P, S, nullptr, nullptr,
+                                               nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, dh_state.f32(),
+                                               nullptr, st));
+    g_last_backward.store(use_cublas ? "cublas" : "splitk");
   }
-  if (!use_cublas && prev_bs > 0)  // fold the last step's partials
-    RECUR_CUDA_CHECK(kern::rnn_backward_step(code, 0, si, static_cast<int>(d.H), 0, prev_bs, P, S, nullptr, nullptr,
-                                             nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, dh_state.f32(),
-                                             nullptr, st));
   if (dh0) dh0->add_(gather(dh_state, L.unsorted(), d.B, dev));
   if (dc0 && lstm) dc0->add_(gather(dc_state, L.unsorted(), d.B, dev));
 

@@ -439,6 +439,212 @@ void* persistent_for(int cell) {
   }
 }
 
+
+// ---- persistent backward ------------------------------------------------------------------------
+//
+// The backward time loop in one cooperative launch, two grid barriers per step:
+//  A. each block turns dh of its hidden units (kept in registers across steps, like dc) into the
+//     step's pre-activation gate grads dG (global: the weight gradients need them anyway), after
+//     adding the previous step's partial products for its units;
+//  B. each block owning a (32-column tile, reduction split) pair of W_hh — held in shared memory
+//     for the whole call — forms its partial of dh_prev = dG_t W_hh for the step's rows: P[split].
+// The split partials are summed in a fixed order in the next step's phase A: deterministic.
+
+struct BackArgs {
+  StepInfo si;
+  int H, U, S, KR, CT;
+  const float* W;
+  const float* act;
+  const float* cells;
+  const float* c_prev;
+  const float* h_prev;
+  const float* ghn;
+  const float* dy;
+  float* dG;
+  float* dGh;
+  float* dh_state;
+  float* dc_state;
+  float* P;
+};
+
+template <int CELL>
+__global__ void __launch_bounds__(kThreads, 1) persistent_backward_kernel(BackArgs a) {
+  constexpr int NGATE = CELL == 0 ? 4 : CELL == 1 ? 3 : 1;
+  extern __shared__ float4 smem4[];
+  float* smem = reinterpret_cast<float*>(smem4);
+  const int H = a.H, U = a.U, B = a.si.B, T = a.si.T;
+  const long long GH = static_cast<long long>(NGATE) * H;
+  const int tid = threadIdx.x;
+  const int j0 = blockIdx.x * U;
+  const int Ub = H - j0 < U ? (H - j0 > 0 ? H - j0 : 0) : U;
+  const int n_items = Ub * B;
+
+  // Phase B's pair and its stationary W_hh tile Wst[rl][c], rl < KR, c < 32.
+  const bool has_pair = static_cast<int>(blockIdx.x) < a.CT * a.S;
+  const int ct = blockIdx.x % a.CT, sp = blockIdx.x / a.CT;
+  const int c0 = ct * 32, r_begin = sp * a.KR;
+  const int r_end = min(static_cast<int>(GH), r_begin + a.KR);
+  float* Wst = smem;                 // KR * 32
+  float* As = Wst + a.KR * 32;       // 32 * 68, 16-byte aligned (KR*32 is a multiple of 4)
+  if (has_pair) {
+    for (int e = tid; e < a.KR * 32; e += kThreads) {
+      const int rl = e / 32, c = e % 32;
+      Wst[e] = r_begin + rl < r_end && c0 + c < H ? a.W[static_cast<long long>(r_begin + rl) * H + c0 + c] : 0.0f;
+    }
+  }
+
+  float dh_r[kItems], dc_r[kItems];
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) {
+    const int idx = tid + i * kThreads;
+    const long long st = idx < n_items ? static_cast<long long>(idx % B) * H + j0 + idx / B : 0;
+    dh_r[i] = idx < n_items ? a.dh_state[st] : 0.0f;
+    dc_r[i] = idx < n_items && CELL == 0 ? a.dc_state[st] : 0.0f;
+  }
+  __syncthreads();
+
+  cg::grid_group grid = cg::this_grid();
+  const int tn = tid / 16, tc = tid % 16;
+  int prev_bs = 0;
+  for (int s = T - 1; s >= -1; --s) {
+    // ---- phase A
+    const int t = s >= 0 ? step_of(a.si, s) : 0;
+    const int bs = s >= 0 ? a.si.bs[t] : 0;
+    const long long r0 = s >= 0 ? a.si.off[t] : 0;
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const int idx = tid + i * kThreads;
+      if (idx >= n_items) continue;
+      const int u = idx / B, n = idx % B;
+      const int j = j0 + u;
+      if (n < prev_bs) {
+        float sum = 0.0f;
+        for (int q = 0; q < a.S; ++q) sum += __ldcg(a.P + (static_cast<long long>(q) * B + n) * H + j);
+        dh_r[i] += sum;
+      }
+      if (n >= bs) continue;
+      const long long row = r0 + n;
+      float* dg = a.dG + row * GH;
+      if (!step_valid(a.si, t, n)) {
+#pragma unroll
+        for (int g = 0; g < NGATE; ++g) dg[g * H + j] = 0.0f;
+        if constexpr (CELL == 1) {
+#pragma unroll
+          for (int g = 0; g < NGATE; ++g) a.dGh[row * GH + g * H + j] = 0.0f;
+        }
+        continue;
+      }
+      const long long ro = row * H + j;
+      const float dh = dh_r[i] + (a.dy ? a.dy[ro] : 0.0f);
+      const float* ac = a.act + row * GH;
+      if constexpr (CELL == 0) {
+        const float ig = ac[j], fg = ac[H + j], c_in = ac[2 * H + j], og = ac[3 * H + j];
+        const float tc_ = tanhf(a.cells[ro]);
+        const float dcu = dc_r[i] + dh * og * (1.0f - tc_ * tc_);
+        dg[j] = dcu * c_in * ig * (1.0f - ig);
+        dg[H + j] = dcu * a.c_prev[ro] * fg * (1.0f - fg);
+        dg[2 * H + j] = dcu * ig * (1.0f - c_in * c_in);
+        dg[3 * H + j] = dh * tc_ * og * (1.0f - og);
+        dc_r[i] = dcu * fg;
+        dh_r[i] = 0.0f;
+      } else if constexpr (CELL == 1) {
+        const float r = ac[j], z = ac[H + j], c_in = ac[2 * H + j];
+        const float dan = dh * (1.0f - z) * (1.0f - c_in * c_in);
+        const float dz = dh * (a.h_prev[ro] - c_in) * z * (1.0f - z);
+        const float dar = dan * a.ghn[ro] * r * (1.0f - r);
+        float* dgh = a.dGh + row * GH;
+        dg[j] = dar, dgh[j] = dar;
+        dg[H + j] = dz, dgh[H + j] = dz;
+        dg[2 * H + j] = dan;
+        dgh[2 * H + j] = dan * r;
+        dh_r[i] = dh * z;
+      } else {
+        dg[j] = CELL == 3 ? (ac[j] > 0.0f ? dh : 0.0f) : dh * (1.0f - ac[j] * ac[j]);
+        dh_r[i] = 0.0f;
+      }
+    }
+    if (s < 0) break;
+    grid.sync();  // the step's dG rows are complete
+
+    // ---- phase B: P[sp][n][c0..c0+31] for n < bs
+    if (has_pair) {
+      const float* dGt = (CELL == 1 ? a.dGh : a.dG) + r0 * GH;
+      for (int n0 = 0; n0 < bs; n0 += 64) {
+        float acc[4][2];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[i][0] = acc[i][1] = 0.0f;
+        float ra[8];
+        auto load = [&](int rr) {
+#pragma unroll
+          for (int i = 0; i < 8; ++i) {
+            const int e = tid + i * kThreads;
+            const int n = e / 32, r = e % 32;
+            ra[i] = n0 + n < bs && rr + r < r_end ? __ldcg(dGt + static_cast<long long>(n0 + n) * GH + rr + r) : 0.0f;
+          }
+        };
+        load(r_begin);
+        for (int rr = r_begin; rr < r_end; rr += 32) {
+#pragma unroll
+          for (int i = 0; i < 8; ++i) {
+            const int e = tid + i * kThreads;
+            As[(e % 32) * 68 + e / 32] = ra[i];
+          }
+          __syncthreads();
+          if (rr + 32 < r_end) load(rr + 32);
+          const float* wrow = Wst + (rr - r_begin) * 32 + tc * 2;
+#pragma unroll 8
+          for (int r = 0; r < 32; ++r) {
+            const float4 av4 = *reinterpret_cast<const float4*>(As + r * 68 + tn * 4);
+            const float2 b = *reinterpret_cast<const float2*>(wrow + r * 32);
+            const float av[4] = {av4.x, av4.y, av4.z, av4.w};
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              acc[i][0] = fmaf(av[i], b.x, acc[i][0]);
+              acc[i][1] = fmaf(av[i], b.y, acc[i][1]);
+            }
+          }
+          __syncthreads();
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int n = n0 + tn * 4 + i;
+          if (n >= bs) continue;
+#pragma unroll
+          for (int q = 0; q < 2; ++q) {
+            const int c = c0 + tc * 2 + q;
+            if (c < H) a.P[(static_cast<long long>(sp) * B + n) * H + c] = acc[i][q];
+          }
+        }
+      }
+    }
+    prev_bs = bs;
+    grid.sync();  // the partials are complete
+  }
+
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) {
+    const int idx = tid + i * kThreads;
+    if (idx >= n_items) continue;
+    const long long st = static_cast<long long>(idx % B) * H + j0 + idx / B;
+    a.dh_state[st] = dh_r[i];
+    if constexpr (CELL == 0) a.dc_state[st] = dc_r[i];
+  }
+}
+
+template <int CELL>
+void* backward_fn() {
+  return reinterpret_cast<void*>(&persistent_backward_kernel<CELL>);
+}
+
+void* backward_for(int cell) {
+  switch (cell) {
+    case 0: return backward_fn<0>();
+    case 1: return backward_fn<1>();
+    case 2: return backward_fn<2>();
+    default: return backward_fn<3>();
+  }
+}
+
 int gates_of(int cell) { return cell == 0 ? 4 : cell == 1 ? 3 : 1; }
 
 struct Tiling {
@@ -721,6 +927,73 @@ cudaError_t rnn_forward_persistent(int cell, const PersistentPlan& plan, const S
   a.ghn = ghn;
   void* args[] = {&a};
   return cudaLaunchCooperativeKernel(persistent_for(cell), dim3(plan.blocks), dim3(kThreads), args, plan.smem, st);
+}
+
+bool rnn_backward_plan(int cell, int H, int B, int device, BackwardPlan* plan) {
+  int sms = 0, optin = 0, coop = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  if (!coop || H <= 0 || B <= 0) return false;
+  const int GH = gates_of(cell) * H;
+  const int blocks = sms;
+  const int U = (H + blocks - 1) / blocks;
+  if (static_cast<long long>(U) * B > static_cast<long long>(kItems) * kThreads) return false;
+  const int CT = (H + 31) / 32;
+  if (CT > blocks) return false;
+  int S = blocks / CT;
+  const int KR = ((GH + S - 1) / S + 31) / 32 * 32;
+  S = (GH + KR - 1) / KR;
+  const size_t smem = (static_cast<size_t>(KR) * 32 + 32 * 68) * sizeof(float);
+  if (smem > static_cast<size_t>(optin)) return false;
+  void* fn = backward_for(cell);
+  if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kThreads, smem) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  if (per_sm < 1) return false;
+  plan->blocks = blocks;
+  plan->units = U;
+  plan->splits = S;
+  plan->kr = KR;
+  plan->col_tiles = CT;
+  plan->smem = smem;
+  return true;
+}
+
+cudaError_t rnn_backward_persistent(int cell, const BackwardPlan& plan, const StepInfo& si, int H, const float* W_hh,
+                                    const float* act, const float* cells, const float* c_prev, const float* h_prev,
+                                    const float* ghn, const float* dy, float* dG, float* dGh, float* dh_state,
+                                    float* dc_state, float* P, cudaStream_t st) {
+  BackArgs a;
+  a.si = si;
+  a.H = H;
+  a.U = plan.units;
+  a.S = plan.splits;
+  a.KR = plan.kr;
+  a.CT = plan.col_tiles;
+  a.W = W_hh;
+  a.act = act;
+  a.cells = cells;
+  a.c_prev = c_prev;
+  a.h_prev = h_prev;
+  a.ghn = ghn;
+  a.dy = dy;
+  a.dG = dG;
+  a.dGh = dGh;
+  a.dh_state = dh_state;
+  a.dc_state = dc_state;
+  a.P = P;
+  void* args[] = {&a};
+  return cudaLaunchCooperativeKernel(backward_for(cell), dim3(plan.blocks), dim3(kThreads), args, plan.smem, st);
 }
 
 }  // namespace recur::kern

@@ -78,4 +78,18 @@ cudaError_t rnn_dh_partials(const float* dG, const float* W, int H, int GH, int 
 cudaError_t rnn_previous_states(const StepInfo& si, int H, const float* y, const float* cells, const float* h0,
                                 const float* c0, float* h_prev, float* c_prev, int max_bs, cudaStream_t st);
 
+/// The backward time loop in one cooperative launch (W_hh tiles in shared memory, two grid barriers
+/// per step; dh/dc of each block's units in registers). dh_state/dc_state (B, H) sorted: in the
+/// gradients arriving at the final states, out the gradients of the initial states. P: workspace
+/// of splits x B x H floats.
+struct BackwardPlan {
+  int blocks = 0, units = 0, splits = 0, kr = 0, col_tiles = 0;
+  size_t smem = 0;
+};
+bool rnn_backward_plan(int cell, int H, int B, int device, BackwardPlan* plan);
+cudaError_t rnn_backward_persistent(int cell, const BackwardPlan& plan, const StepInfo& si, int H, const float* W_hh,
+                                    const float* act, const float* cells, const float* c_prev, const float* h_prev,
+                                    const float* ghn, const float* dy, float* dG, float* dGh, float* dh_state,
+                                    float* dc_state, float* P, cudaStream_t st);
+
 }  // namespace recur::kern
