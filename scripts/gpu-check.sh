@@ -13,7 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
-STAGES=${STAGES:-"build tests curves bench"}
+STAGES=${STAGES:-"build tests curves bench paths"}
 BUILD=${BUILD:-build-gpu}
 JOBS=${JOBS:-$(nproc)}
 summary=()
@@ -86,6 +86,26 @@ fi
 if has bench; then
   stamp "benchmark beside PyTorch"
   PYTHONUNBUFFERED=1 timeout 300 python3 bench/compare_gpu.py --recur "$BIN" --repeats 20 2>&1 | tee "$OUT/bench.txt"
+fi
+
+if has paths; then
+  stamp "backward paths and TF32 (LSTM I256 H512 T100: B64 fixed, B64 lengths 10..100; I512 B1)"
+  : >"$OUT/paths.jsonl"
+  for m in persistent splitk cublas; do
+    for args in "" "--lengths uniform:10:100" "--batch 1 --input 512"; do
+      # shellcheck disable=SC2086
+      RECUR_RNN_BACKWARD=$m timeout 60 "$BIN" bench rnn --device cuda --repeats 20 --json $args >>"$OUT/paths.jsonl"
+    done
+  done
+  timeout 60 "$BIN" bench --allow-tf32 rnn --device cuda --repeats 20 --json >>"$OUT/paths.jsonl"
+  python3 - "$OUT/paths.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    if line.startswith("{"):
+        j = json.loads(line)
+        print(f"  {j['rnn_path']}/{j['rnn_backward_path']:10} B{j['batch']:<3} {j['lengths']:15} tf32={j['allow_tf32']!s:5}"
+              f" fwd {j['fwd_ms']:.3f} ms  fwd+bwd {j['fwdbwd_ms']:.3f} ms")
+PY
 fi
 
 stamp "done"
