@@ -248,15 +248,16 @@ void rnn_layer_backward(Tensor* dx, Tensor* dh0, Tensor* dc0, const ops::RnnWeig
   Tensor dc_state;
   if (lstm) dc_state = dcn ? gather(*dcn, L.sorted(), d.B, dev) : Tensor::zeros({d.B, d.H}, DType::F32, D);
   const float* dGh = gru ? dgh.f32() : dgates.f32();
-  // The time loop: by default one persistent cooperative kernel (W_hh tiles in shared memory, two
-  // grid barriers per step); when the shapes do not fit it, per-step launches whose recurrent
-  // product dh_prev += dG_t W_hh is either split-K partial sums folded in order by the next
-  // pointwise kernel (deterministic; faster at batch >= 32) or a cuBLAS GEMM.
-  // RECUR_RNN_BACKWARD=persistent|splitk|cublas forces one.
+  // The time loop: per-step launches whose recurrent product dh_prev += dG_t W_hh is split-K
+  // partial sums folded in order by the next pointwise kernel (deterministic; the default at batch
+  // >= 32) or a cuBLAS GEMM (the default below). RECUR_RNN_BACKWARD=persistent runs the whole loop
+  // in one cooperative kernel instead (W_hh tiles in shared memory, two grid barriers per step): on
+  // an H200 it measured no faster than the per-step launches (docs/BENCHMARKS.md), so it is opt-in.
+  // RECUR_RNN_BACKWARD=splitk|cublas forces those.
   const char* env = std::getenv("RECUR_RNN_BACKWARD");
   const std::string mode = env ? env : "";
   kern::BackwardPlan bplan;
-  const bool persistent = (mode.empty() || mode == "persistent") && d.T > 0 &&
+  const bool persistent = mode == "persistent" && d.T > 0 &&
                           kern::rnn_backward_plan(code, static_cast<int>(d.H), static_cast<int>(d.B), dev, &bplan);
   const float* act = cache.gates.f32();
   const float* cells_p = lstm ? cache.cells.f32() : nullptr;

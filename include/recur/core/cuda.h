@@ -42,8 +42,8 @@ void set_rnn_persistent(bool on);
 bool rnn_persistent();
 /// "persistent" or "steps": the path the last recurrent forward on a GPU took ("" before any).
 const char* last_rnn_forward_path();
-/// "persistent", "splitk" or "cublas": the path the last recurrent backward on a GPU took. The
-/// persistent kernel is the default where it fits; RECUR_RNN_BACKWARD=persistent|splitk|cublas
+/// "persistent", "splitk" or "cublas": the path the last recurrent backward on a GPU took. By
+/// default split-K partials at batch >= 32, cuBLAS below; RECUR_RNN_BACKWARD=persistent|splitk|cublas
 /// chooses.
 const char* last_rnn_backward_path();
 
