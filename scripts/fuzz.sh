@@ -10,7 +10,7 @@ build="${FUZZ_BUILD_DIR:-build-fuzz}"
 cc="${CC:-clang-14}"
 cxx="${CXX:-clang++-14}"
 
-CC="$cc" CXX="$cxx" cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRECUR_FUZZ=ON -DRECUR_TESTS=OFF \
+CC="$cc" CXX="$cxx" cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRECUR_FUZZ=ON -DRECUR_TESTS=OFF -DRECUR_CUDA=OFF \
   -DRECUR_WERROR=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)" --target fuzz_safetensors
 
