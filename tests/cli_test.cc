@@ -43,6 +43,24 @@ TEST(Cli, BadFlagsGiveClearErrors) {
   EXPECT_NE(c.text.find("lstmm"), std::string::npos) << c.text;
 }
 
+// --device: a bad name is refused with the accepted spellings; without a GPU, cuda is refused with
+// a message naming the device; with one, the GPU bench reports its device and paths.
+TEST(Cli, DeviceFlag) {
+  auto bad = run_recur("bench rnn --device tpu --repeats 1");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.text.find("expected cpu, cuda or cuda:N"), std::string::npos) << bad.text;
+  auto g = run_recur("bench rnn --device cuda --input 8 --hidden 16 --steps 5 --batch 3 --repeats 1 --json");
+  if (!cuda::available()) {
+    EXPECT_NE(g.status, 0);
+    EXPECT_NE(g.text.find("cuda:0"), std::string::npos) << g.text;
+  } else {
+    ASSERT_EQ(g.status, 0) << g.text;
+    auto j = nlohmann::json::parse(g.text.substr(g.text.find('{')));
+    EXPECT_EQ(j["device"], "cuda:0");
+    EXPECT_TRUE(j.contains("rnn_path") && j.contains("rnn_backward_path") && j.contains("gpu"));
+  }
+}
+
 TEST(Cli, DemoTrainsAndWritesALoadableCheckpoint) {
   auto dir = std::filesystem::temp_directory_path() / ("recur_demo_" + std::to_string(::getpid()));
   auto r = run_recur("demo --epochs 2 --threads 1 --out " + dir.string());

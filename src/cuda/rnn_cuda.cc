@@ -112,6 +112,12 @@ struct Dims {
   int64_t N, B, T, H, I, G, GH;
 };
 
+Dims layer_dims(const Tensor& x, const PackedBatch& pb, const ops::RnnWeights& w, CellType cell) {
+  Dims d{pb.tokens(), pb.batch(), pb.steps(), w.w_hh->dim(1), x.dim(1), ops::gate_count(cell), 0};
+  d.GH = d.G * d.H;
+  return d;
+}
+
 }  // namespace
 
 void set_rnn_persistent(bool on) { g_persistent.store(on); }
@@ -145,8 +151,7 @@ void rnn_layer_forward(Tensor* y, Tensor* hn, Tensor* cn, ops::RnnCache* cache, 
   const CellType cell = opt.cell;
   const int code = cell_code(cell);
   const bool lstm = cell == CellType::LSTM, gru = cell == CellType::GRU;
-  Dims d{pb.tokens(), pb.batch(), pb.steps(), w.w_hh->dim(1), x.dim(1), ops::gate_count(cell), 0};
-  d.GH = d.G * d.H;
+  const Dims d = layer_dims(x, pb, w, cell);
   RECUR_CHECK(d.N * d.GH <= INT32_MAX * 64LL, "rnn layer: {} tokens x {} gate rows too large", d.N, d.GH);
 
   const DeviceLayout& L = device_layout(pb, opt.mask_lengths, dev);
@@ -231,8 +236,7 @@ void rnn_layer_backward(Tensor* dx, Tensor* dh0, Tensor* dc0, const ops::RnnWeig
   const CellType cell = opt.cell;
   const int code = cell_code(cell);
   const bool lstm = cell == CellType::LSTM, gru = cell == CellType::GRU;
-  Dims d{pb.tokens(), pb.batch(), pb.steps(), w.w_hh->dim(1), x.dim(1), ops::gate_count(cell), 0};
-  d.GH = d.G * d.H;
+  const Dims d = layer_dims(x, pb, w, cell);
   const DeviceLayout& L = device_layout(pb, opt.mask_lengths, dev);
   const kern::StepInfo si = step_info(L, opt.reverse);
 

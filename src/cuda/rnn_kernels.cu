@@ -440,6 +440,41 @@ void* persistent_for(int cell) {
 }
 
 
+// ---- the split-K tile of dh_prev = dG W_hh, shared by the per-step and persistent backward -----
+//
+// A CTA's tile: 64 batch rows x 32 hidden columns; thread (tn, tc) = (tid / 16, tid % 16) holds
+// rows tn*4 .. tn*4+3 and columns tc*2, tc*2+1. As: 32 gate rows x 64 batch rows (row stride 68),
+// W rows of the same 32 gate rows at w (row stride w_stride).
+__device__ __forceinline__ void tile_fma32(const float* As, const float* w, int w_stride, int tn, int tc,
+                                           float (&acc)[4][2]) {
+#pragma unroll 8
+  for (int r = 0; r < 32; ++r) {
+    const float4 av4 = *reinterpret_cast<const float4*>(As + r * 68 + tn * 4);
+    const float2 b = *reinterpret_cast<const float2*>(w + r * w_stride + tc * 2);
+    const float av[4] = {av4.x, av4.y, av4.z, av4.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      acc[i][0] = fmaf(av[i], b.x, acc[i][0]);
+      acc[i][1] = fmaf(av[i], b.y, acc[i][1]);
+    }
+  }
+}
+
+// Stores the tile's sums as split sp's partials: P[sp][n][c] for n < bs, c < H.
+__device__ __forceinline__ void store_tile(float* P, const float (&acc)[4][2], int sp, int n0, int c0, int tn, int tc,
+                                           int bs, int B, int H) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int n = n0 + tn * 4 + i;
+    if (n >= bs) continue;
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      const int c = c0 + tc * 2 + q;
+      if (c < H) P[(static_cast<long long>(sp) * B + n) * H + c] = acc[i][q];
+    }
+  }
+}
+
 // ---- persistent backward ------------------------------------------------------------------------
 //
 // The backward time loop in one cooperative launch, two grid barriers per step:
@@ -591,30 +626,10 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_backward_kernel(BackAr
           }
           __syncthreads();
           if (rr + 32 < r_end) load(rr + 32);
-          const float* wrow = Wst + (rr - r_begin) * 32 + tc * 2;
-#pragma unroll 8
-          for (int r = 0; r < 32; ++r) {
-            const float4 av4 = *reinterpret_cast<const float4*>(As + r * 68 + tn * 4);
-            const float2 b = *reinterpret_cast<const float2*>(wrow + r * 32);
-            const float av[4] = {av4.x, av4.y, av4.z, av4.w};
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              acc[i][0] = fmaf(av[i], b.x, acc[i][0]);
-              acc[i][1] = fmaf(av[i], b.y, acc[i][1]);
-            }
-          }
+          tile_fma32(As, Wst + (rr - r_begin) * 32, 32, tn, tc, acc);
           __syncthreads();
         }
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int n = n0 + tn * 4 + i;
-          if (n >= bs) continue;
-#pragma unroll
-          for (int q = 0; q < 2; ++q) {
-            const int c = c0 + tc * 2 + q;
-            if (c < H) a.P[(static_cast<long long>(sp) * B + n) * H + c] = acc[i][q];
-          }
-        }
+        store_tile(a.P, acc, sp, n0, c0, tn, tc, bs, B, H);
       }
     }
     prev_bs = bs;
@@ -646,6 +661,30 @@ void* backward_for(int cell) {
 }
 
 int gates_of(int cell) { return cell == 0 ? 4 : cell == 1 ? 3 : 1; }
+
+// The device's multiprocessors and opt-in shared memory per block; false without cooperative launch.
+bool cooperative_limits(int device, int* sms, int* optin) {
+  int coop = 0;
+  if (cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return coop != 0;
+}
+
+// Blocks of `fn` (kThreads threads, `smem` dynamic bytes) that fit on one multiprocessor; 0 if none.
+int blocks_per_sm(void* fn, size_t smem) {
+  int per_sm = 0;
+  if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kThreads, smem) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return per_sm;
+}
+
 
 struct Tiling {
   int R, RG, NB, KS;
@@ -727,29 +766,10 @@ __global__ void __launch_bounds__(kThreads) dh_partials_kernel(const float* dG, 
     }
     __syncthreads();
     if (rr + 32 < r_end) load(rr + 32);
-#pragma unroll 8
-    for (int r = 0; r < 32; ++r) {
-      const float4 a = *reinterpret_cast<const float4*>(&As[r][tn * 4]);
-      const float2 b = *reinterpret_cast<const float2*>(&Bs[r][tc * 2]);
-      const float av[4] = {a.x, a.y, a.z, a.w};
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        acc[i][0] = fmaf(av[i], b.x, acc[i][0]);
-        acc[i][1] = fmaf(av[i], b.y, acc[i][1]);
-      }
-    }
+    tile_fma32(&As[0][0], &Bs[0][0], 32, tn, tc, acc);
     __syncthreads();
   }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int n = n0 + tn * 4 + i;
-    if (n >= bs) continue;
-#pragma unroll
-    for (int q = 0; q < 2; ++q) {
-      const int c = c0 + tc * 2 + q;
-      if (c < H) P[(static_cast<long long>(sp) * B + n) * H + c] = acc[i][q];
-    }
-  }
+  store_tile(P, acc, sp, n0, c0, tn, tc, bs, B, H);
 }
 
 }  // namespace
@@ -848,14 +868,8 @@ cudaError_t transpose_state_out(float* h, const float* hT, int B, int H, int Bp,
 }
 
 bool rnn_persistent_plan(int cell, int H, int B, int device, PersistentPlan* plan) {
-  int sms = 0, optin = 0, coop = 0;
-  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, device) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return false;
-  }
-  if (!coop || H <= 0 || B <= 0) return false;
+  int sms = 0, optin = 0;
+  if (!cooperative_limits(device, &sms, &optin) || H <= 0 || B <= 0) return false;
   const int G = gates_of(cell);
   const int Bp = (B + 3) / 4 * 4;
   int U = 1;
@@ -880,16 +894,7 @@ bool rnn_persistent_plan(int cell, int H, int B, int device, PersistentPlan* pla
     }
   }
   if (KC == 0) return false;
-  void* fn = persistent_for(cell);
-  if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return false;
-  }
-  int per_sm = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kThreads, smem) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return false;
-  }
+  const int per_sm = blocks_per_sm(persistent_for(cell), smem);
   const int blocks = (H + U - 1) / U;
   if (per_sm * sms < blocks) return false;
   plan->units = U;
@@ -930,14 +935,8 @@ cudaError_t rnn_forward_persistent(int cell, const PersistentPlan& plan, const S
 }
 
 bool rnn_backward_plan(int cell, int H, int B, int device, BackwardPlan* plan) {
-  int sms = 0, optin = 0, coop = 0;
-  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, device) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return false;
-  }
-  if (!coop || H <= 0 || B <= 0) return false;
+  int sms = 0, optin = 0;
+  if (!cooperative_limits(device, &sms, &optin) || H <= 0 || B <= 0) return false;
   const int GH = gates_of(cell) * H;
   const int blocks = sms;
   const int U = (H + blocks - 1) / blocks;
@@ -949,16 +948,7 @@ bool rnn_backward_plan(int cell, int H, int B, int device, BackwardPlan* plan) {
   S = (GH + KR - 1) / KR;
   const size_t smem = (static_cast<size_t>(KR) * 32 + 32 * 68) * sizeof(float);
   if (smem > static_cast<size_t>(optin)) return false;
-  void* fn = backward_for(cell);
-  if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return false;
-  }
-  int per_sm = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kThreads, smem) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return false;
-  }
+  const int per_sm = blocks_per_sm(backward_for(cell), smem);
   if (per_sm < 1) return false;
   plan->blocks = blocks;
   plan->units = U;
