@@ -6,7 +6,7 @@
 # no network). If the machine lacks a build dependency, a prebuilt .gpu/prebuilt (see
 # scripts/gpu-prebuilt.sh) is used instead of the local build.
 #
-#   bash scripts/gpu-check.sh            # everything (about 5 minutes on an H100)
+#   bash scripts/gpu-check.sh            # everything (about 90 s on an H200 with PREBUILT=1)
 #   STAGES="build tests" bash scripts/gpu-check.sh
 #   PREBUILT=1 bash scripts/gpu-check.sh # skip the build, use .gpu/prebuilt
 set -uo pipefail

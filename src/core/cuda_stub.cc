@@ -4,6 +4,8 @@
 #include "recur/core/cuda.h"
 #include "recur/core/error.h"
 
+#include <cstring>
+
 namespace recur {
 
 namespace {
@@ -53,7 +55,10 @@ double Timer::stop() { return 0.0; }
 namespace devmem {
 void* allocate(Device dev, size_t, size_t*) { no_cuda(dev); }
 void release(Device, void*, size_t) {}
-void copy(void*, Device dst_dev, const void*, Device src_dev, size_t) { no_cuda(dst_dev.is_cuda() ? dst_dev : src_dev); }
+void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+  if (dst_dev.is_cuda() || src_dev.is_cuda()) no_cuda(dst_dev.is_cuda() ? dst_dev : src_dev);
+  if (bytes) std::memmove(dst, src, bytes);
+}
 void zero(Device dev, void*, size_t) { no_cuda(dev); }
 void fill(Device dev, void*, DType, int64_t, double) { no_cuda(dev); }
 void add(Device dev, void*, const void*, DType, int64_t) { no_cuda(dev); }
