@@ -1,0 +1,49 @@
+#pragma once
+/// \file Attention of a decoder state over a packed batch of encoder outputs: Luong's dot and
+/// general scores, Bahdanau's additive score. Only the real tokens of each sequence are attended
+/// (the packed layout has no padding), and each query sees only its own sequence.
+///
+/// Built from differentiable ops that all have CPU and CUDA paths (embedding as a per-token gather
+/// of the queries, linear, mul, tanh, attention pooling), so it runs on either device.
+#include <cstdint>
+
+#include "recur/nn/layers.h"
+#include "recur/seq/packed.h"
+
+namespace recur::nn {
+
+enum class AttentionKind {
+  Dot,       ///< score(q, k) = q . k (query and key sizes equal)
+  General,   ///< score(q, k) = (W q) . k
+  Additive,  ///< score(q, k) = v . tanh(W_q q + b + W_k k)
+};
+
+struct AttentionOptions {
+  AttentionKind kind = AttentionKind::General;
+  int64_t query_size = 0;
+  int64_t key_size = 0;
+  int64_t hidden = 0;  ///< Additive: width of the tanh layer (0: key_size)
+};
+
+class Attention : public Module {
+ public:
+  Attention(const AttentionOptions& options, Rng& init);
+
+  /// query: (B, query_size), one row per sequence in original batch order. keys: (N, key_size),
+  /// packed per `layout` (the encoder outputs; they are the values too). Returns the context
+  /// (B, key_size). When `weights` is given it receives each packed row's attention weight (N,
+  /// summing to 1 over each sequence's rows), for inspection.
+  Var forward(Tape& tape, const Var& query, const Var& keys, const PackedBatch& layout,
+              Tensor* weights = nullptr) const;
+
+  const AttentionOptions& options() const { return opt_; }
+
+ private:
+  AttentionOptions opt_;
+  std::shared_ptr<Linear> w_q_, w_k_, v_;
+};
+
+/// The sequence (original batch index) of every packed row: sorted_indices[j] for row (t, j).
+std::vector<int64_t> row_sequences(const PackedBatch& layout);
+
+}  // namespace recur::nn
