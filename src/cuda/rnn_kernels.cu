@@ -3,6 +3,8 @@
 // kernel that runs the whole time loop in one cooperative launch with W_hh in shared memory.
 #include <cooperative_groups.h>
 
+#include <type_traits>
+
 #include "rnn_kernels.h"
 
 namespace cg = cooperative_groups;
@@ -425,18 +427,20 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_forward_kernel(Persist
   }
 }
 
-template <int CELL>
-void* persistent_fn() {
-  return reinterpret_cast<void*>(&persistent_forward_kernel<CELL>);
+// Calls f(std::integral_constant<int, CELL>) for the run-time cell code (0 LSTM, 1 GRU, 2 tanh, 3 relu):
+// the one place that maps cell codes to kernel instantiations.
+template <class F>
+auto with_cell(int cell, F&& f) {
+  switch (cell) {
+    case 0: return f(std::integral_constant<int, 0>{});
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    default: return f(std::integral_constant<int, 3>{});
+  }
 }
 
 void* persistent_for(int cell) {
-  switch (cell) {
-    case 0: return persistent_fn<0>();
-    case 1: return persistent_fn<1>();
-    case 2: return persistent_fn<2>();
-    default: return persistent_fn<3>();
-  }
+  return with_cell(cell, [](auto c) { return reinterpret_cast<void*>(&persistent_forward_kernel<decltype(c)::value>); });
 }
 
 
@@ -646,18 +650,8 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_backward_kernel(BackAr
   }
 }
 
-template <int CELL>
-void* backward_fn() {
-  return reinterpret_cast<void*>(&persistent_backward_kernel<CELL>);
-}
-
 void* backward_for(int cell) {
-  switch (cell) {
-    case 0: return backward_fn<0>();
-    case 1: return backward_fn<1>();
-    case 2: return backward_fn<2>();
-    default: return backward_fn<3>();
-  }
+  return with_cell(cell, [](auto c) { return reinterpret_cast<void*>(&persistent_backward_kernel<decltype(c)::value>); });
 }
 
 int gates_of(int cell) { return cell == 0 ? 4 : cell == 1 ? 3 : 1; }
@@ -792,32 +786,20 @@ cudaError_t gather_rows(void* out, const void* in, const int32_t* idx, int rows,
 cudaError_t rnn_forward_step(int cell, int s, const StepInfo& si, int H, float* G, const float* gh, const float* bias,
                              const float* bias_h, float* h_state, float* c_state, float* y, float* cells, float* ghn,
                              int max_bs, cudaStream_t st) {
-  switch (cell) {
-    case 0: return launch_forward_step<0>(s, si, H, G, gh, bias, bias_h, h_state, c_state, y, cells, ghn, max_bs, st);
-    case 1: return launch_forward_step<1>(s, si, H, G, gh, bias, bias_h, h_state, c_state, y, cells, ghn, max_bs, st);
-    case 2: return launch_forward_step<2>(s, si, H, G, gh, bias, bias_h, h_state, c_state, y, cells, ghn, max_bs, st);
-    default: return launch_forward_step<3>(s, si, H, G, gh, bias, bias_h, h_state, c_state, y, cells, ghn, max_bs, st);
-  }
+  return with_cell(cell, [&](auto c) {
+    return launch_forward_step<decltype(c)::value>(s, si, H, G, gh, bias, bias_h, h_state, c_state, y, cells, ghn,
+                                                   max_bs, st);
+  });
 }
 
 cudaError_t rnn_backward_step(int cell, int s, const StepInfo& si, int H, int bs, int prev_bs, const float* P, int S,
                               const float* act, const float* cells, const float* c_prev, const float* h_prev,
                               const float* ghn, const float* dy, float* dG, float* dGh, float* dh_state,
                               float* dc_state, cudaStream_t st) {
-  switch (cell) {
-    case 0:
-      return launch_backward_step<0>(s, si, H, bs, prev_bs, P, S, act, cells, c_prev, h_prev, ghn, dy, dG, dGh,
-                                     dh_state, dc_state, st);
-    case 1:
-      return launch_backward_step<1>(s, si, H, bs, prev_bs, P, S, act, cells, c_prev, h_prev, ghn, dy, dG, dGh,
-                                     dh_state, dc_state, st);
-    case 2:
-      return launch_backward_step<2>(s, si, H, bs, prev_bs, P, S, act, cells, c_prev, h_prev, ghn, dy, dG, dGh,
-                                     dh_state, dc_state, st);
-    default:
-      return launch_backward_step<3>(s, si, H, bs, prev_bs, P, S, act, cells, c_prev, h_prev, ghn, dy, dG, dGh,
-                                     dh_state, dc_state, st);
-  }
+  return with_cell(cell, [&](auto c) {
+    return launch_backward_step<decltype(c)::value>(s, si, H, bs, prev_bs, P, S, act, cells, c_prev, h_prev, ghn, dy,
+                                                    dG, dGh, dh_state, dc_state, st);
+  });
 }
 
 int rnn_dh_splits(int H, int GH, int B, int device) {
