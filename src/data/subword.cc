@@ -65,6 +65,24 @@ std::vector<int64_t> SubwordModel::encode(const std::string& text, int64_t max_t
   return out;
 }
 
+std::string SubwordModel::decode(const std::vector<int64_t>& ids) const {
+  std::vector<int> pieces;
+  pieces.reserve(ids.size());
+  for (int64_t id : ids) {
+    RECUR_CHECK(id >= 0 && id < size(), "sentencepiece: id {} is outside the {} pieces", id, size());
+    pieces.push_back(static_cast<int>(id));
+  }
+  std::string text;
+  const auto status = sp_->Decode(pieces, &text);
+  RECUR_CHECK(status.ok(), "sentencepiece: cannot decode: {}", status.ToString());
+  return text;
+}
+
+std::string SubwordModel::piece(int64_t id) const {
+  RECUR_CHECK(id >= 0 && id < size(), "sentencepiece: id {} is outside the {} pieces", id, size());
+  return sp_->IdToPiece(static_cast<int>(id));
+}
+
 int64_t SubwordModel::size() const { return sp_->GetPieceSize(); }
 
 namespace {

@@ -21,6 +21,13 @@ class SubwordModel {
   static SubwordModel from_serialized(const std::string& proto);
 
   std::vector<int64_t> encode(const std::string& text, int64_t max_tokens) const;
+  /// Text of piece ids (as encode() gives them), detokenized by SentencePiece: pieces are joined
+  /// and the word marker U+2581 becomes a space; <pad> decodes to nothing and <unk> to U+2047
+  /// between spaces. An id outside [0, size()) is an error naming it.
+  std::string decode(const std::vector<int64_t>& ids) const;
+  /// The piece of an id: "<pad>", "<unk>", or the piece text with U+2581 marking a word start.
+  /// An id outside [0, size()) is an error.
+  std::string piece(int64_t id) const;
   int64_t size() const;
   const std::string& serialized() const { return proto_; }
 
