@@ -59,6 +59,13 @@ void Module::to(Device device) {
   }
 }
 
+void Module::cast(DType dtype) {
+  for (auto& [n, v] : named_parameters()) {
+    if (v.value().dtype() != dtype) v.value() = v.value().to(dtype);
+    if (v.has_grad() && v.grad().dtype() != dtype) v.grad() = v.grad().to(dtype);
+  }
+}
+
 Device Module::device() const {
   auto named = named_parameters();
   return named.empty() ? Device::cpu() : named.front().second.value().device();

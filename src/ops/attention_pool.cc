@@ -2,6 +2,7 @@
 // gathers each sequence's rows and works on them alone.
 #include "recur/ops/attention_pool.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -36,26 +37,23 @@ std::vector<int64_t> rows_of(const PackedBatch& pb, int64_t b) {
 
 namespace ops {
 
-void attention_pool_forward(Tensor* y, Tensor* alpha, const Tensor& x, const Tensor& scores, const PackedBatch& pb) {
-  check(x, scores, pb, DType::F32);
+namespace {
+
+// The CPU path in float (the fast path) or double (a whole model run in double for gradient checks).
+template <class T>
+void pool_forward_cpu(Tensor* y, Tensor* alpha, const Tensor& x, const Tensor& scores, const PackedBatch& pb) {
   const int64_t B = pb.batch(), H = x.dim(1);
-#ifdef RECUR_HAS_CUDA
-  if (x.device().is_cuda()) {
-    *y = Tensor({B, H}, DType::F32, x.device());
-    *alpha = Tensor({pb.tokens()}, DType::F32, x.device());
-    cuda::attention_pool_forward(*y, *alpha, x, scores, pb);
-    return;
-  }
-#endif
-  *y = Tensor::zeros({B, H});
-  *alpha = Tensor({pb.tokens()});
+  *y = Tensor::zeros({B, H}, x.dtype());
+  *alpha = Tensor({pb.tokens()}, x.dtype());
   // Per sorted position: running max and sum of exp over its steps (two passes over the layout).
-  std::vector<float> mx(static_cast<size_t>(B), -std::numeric_limits<float>::infinity()), sum(static_cast<size_t>(B), 0);
-  const float* s = scores.f32();
+  std::vector<T> mx(static_cast<size_t>(B) * 2, T(0));  // max, then sum, per position (one allocation)
+  T* sum = mx.data() + B;
+  std::fill(mx.begin(), mx.begin() + B, -std::numeric_limits<T>::infinity());
+  const T* s = scores.data<T>();
   for (int64_t t = 0; t < pb.steps(); ++t)
     for (int64_t j = 0; j < pb.batch_sizes[static_cast<size_t>(t)]; ++j)
       mx[static_cast<size_t>(j)] = std::max(mx[static_cast<size_t>(j)], s[pb.row(t, j)]);
-  float* a = alpha->f32();
+  T* a = alpha->data<T>();
   for (int64_t t = 0; t < pb.steps(); ++t)
     for (int64_t j = 0; j < pb.batch_sizes[static_cast<size_t>(t)]; ++j) {
       const int64_t r = pb.row(t, j);
@@ -66,15 +64,67 @@ void attention_pool_forward(Tensor* y, Tensor* alpha, const Tensor& x, const Ten
     for (int64_t j = 0; j < pb.batch_sizes[static_cast<size_t>(t)]; ++j) {
       const int64_t r = pb.row(t, j);
       a[r] /= sum[static_cast<size_t>(j)];
-      float* yb = y->f32() + pb.sorted_indices[static_cast<size_t>(j)] * H;
-      const float* xr = x.f32() + r * H;
+      T* yb = y->data<T>() + pb.sorted_indices[static_cast<size_t>(j)] * H;
+      const T* xr = x.data<T>() + r * H;
       for (int64_t h = 0; h < H; ++h) yb[h] += a[r] * xr[h];
     }
 }
 
+template <class T>
+void pool_backward_cpu(Tensor* dx, Tensor* dscores, const Tensor& dy, const Tensor& x, const Tensor& alpha,
+                       const PackedBatch& pb) {
+  const int64_t B = pb.batch(), H = x.dim(1);
+  const T* a = alpha.data<T>();
+  // dalpha_r = dy_b . x_r; dscore_r = alpha_r (dalpha_r - sum over b's rows of alpha dalpha).
+  std::vector<T> dalpha(static_cast<size_t>(pb.tokens()));
+  std::vector<T> dot(static_cast<size_t>(B), T(0));
+  for (int64_t t = 0; t < pb.steps(); ++t)
+    for (int64_t j = 0; j < pb.batch_sizes[static_cast<size_t>(t)]; ++j) {
+      const int64_t r = pb.row(t, j);
+      const T* dyb = dy.data<T>() + pb.sorted_indices[static_cast<size_t>(j)] * H;
+      const T* xr = x.data<T>() + r * H;
+      T d = 0;
+      for (int64_t h = 0; h < H; ++h) d += dyb[h] * xr[h];
+      dalpha[static_cast<size_t>(r)] = d;
+      dot[static_cast<size_t>(j)] += a[r] * d;
+      if (dx) {
+        T* dxr = dx->data<T>() + r * H;
+        for (int64_t h = 0; h < H; ++h) dxr[h] += a[r] * dyb[h];
+      }
+    }
+  if (dscores)
+    for (int64_t t = 0; t < pb.steps(); ++t)
+      for (int64_t j = 0; j < pb.batch_sizes[static_cast<size_t>(t)]; ++j) {
+        const int64_t r = pb.row(t, j);
+        dscores->data<T>()[r] += a[r] * (dalpha[static_cast<size_t>(r)] - dot[static_cast<size_t>(j)]);
+      }
+}
+
+}  // namespace
+
+void attention_pool_forward(Tensor* y, Tensor* alpha, const Tensor& x, const Tensor& scores, const PackedBatch& pb) {
+  check(x, scores, pb, x.dtype() == DType::F64 ? DType::F64 : DType::F32);
+  const int64_t B = pb.batch(), H = x.dim(1);
+#ifdef RECUR_HAS_CUDA
+  if (x.device().is_cuda()) {
+    *y = Tensor({B, H}, DType::F32, x.device());
+    *alpha = Tensor({pb.tokens()}, DType::F32, x.device());
+    cuda::attention_pool_forward(*y, *alpha, x, scores, pb);
+    return;
+  }
+#endif
+  (void)B;
+  (void)H;
+  if (x.dtype() == DType::F64)
+    pool_forward_cpu<double>(y, alpha, x, scores, pb);
+  else
+    pool_forward_cpu<float>(y, alpha, x, scores, pb);
+}
+
 void attention_pool_backward(Tensor* dx, Tensor* dscores, const Tensor& dy, const Tensor& x, const Tensor& alpha,
                              const PackedBatch& pb) {
-  check(x, alpha, pb, DType::F32);
+  const DType dt = x.dtype() == DType::F64 ? DType::F64 : DType::F32;
+  check(x, alpha, pb, dt);
   const int64_t B = pb.batch(), H = x.dim(1);
   dy.check_shape({B, H}, "attention_pool backward: dy");
   ops::check_float_inputs("attention_pool_backward", {{"x", &x}, {"alpha", &alpha}, {"dy", &dy}});
@@ -88,30 +138,10 @@ void attention_pool_backward(Tensor* dx, Tensor* dscores, const Tensor& dy, cons
     return;
   }
 #endif
-  const float* a = alpha.f32();
-  // dalpha_r = dy_b . x_r; dscore_r = alpha_r (dalpha_r - sum over b's rows of alpha dalpha).
-  std::vector<float> dalpha(static_cast<size_t>(pb.tokens()));
-  std::vector<float> dot(static_cast<size_t>(B), 0.0f);
-  for (int64_t t = 0; t < pb.steps(); ++t)
-    for (int64_t j = 0; j < pb.batch_sizes[static_cast<size_t>(t)]; ++j) {
-      const int64_t r = pb.row(t, j);
-      const float* dyb = dy.f32() + pb.sorted_indices[static_cast<size_t>(j)] * H;
-      const float* xr = x.f32() + r * H;
-      float d = 0;
-      for (int64_t h = 0; h < H; ++h) d += dyb[h] * xr[h];
-      dalpha[static_cast<size_t>(r)] = d;
-      dot[static_cast<size_t>(j)] += a[r] * d;
-      if (dx) {
-        float* dxr = dx->f32() + r * H;
-        for (int64_t h = 0; h < H; ++h) dxr[h] += a[r] * dyb[h];
-      }
-    }
-  if (dscores)
-    for (int64_t t = 0; t < pb.steps(); ++t)
-      for (int64_t j = 0; j < pb.batch_sizes[static_cast<size_t>(t)]; ++j) {
-        const int64_t r = pb.row(t, j);
-        dscores->f32()[r] += a[r] * (dalpha[static_cast<size_t>(r)] - dot[static_cast<size_t>(j)]);
-      }
+  if (dt == DType::F64)
+    pool_backward_cpu<double>(dx, dscores, dy, x, alpha, pb);
+  else
+    pool_backward_cpu<float>(dx, dscores, dy, x, alpha, pb);
 }
 
 }  // namespace ops

@@ -2,6 +2,7 @@
 #include "recur/ops/rnn.h"
 
 #include <memory>
+#include "recur/ops/util.h"
 
 #include "../cpu/rnn_cpu.h"
 #include "../cuda/rnn_cuda.h"
@@ -100,6 +101,42 @@ void rnn_layer_backward(Tensor* dx, Tensor* dh0, Tensor* dc0, const RnnWeightGra
 
 namespace recur {
 
+namespace {
+
+// Double precision (a whole model run in double for gradient checks): the naive reference, which
+// recomputes the forward pass in backward instead of caching it.
+RnnLayerOutput rnn_layer_f64(Tape& tape, const Var& x, const PackedBatch& pb, const Var& w_ih, const Var& w_hh,
+                             const Var& b_ih, const Var& b_hh, const Var& h0, const Var& c0,
+                             const ops::RnnLayerOptions& opt, bool tracked) {
+  auto weights = [](const Var& wi, const Var& wh, const Var& bi, const Var& bh) {
+    return ops::RnnWeights{&wi.value(), &wh.value(), bi.defined() ? &bi.value() : nullptr,
+                           bh.defined() ? &bh.value() : nullptr};
+  };
+  const bool lstm = opt.cell == ops::CellType::LSTM;
+  Tensor y, hn, cn;
+  ref::rnn_layer_forward(&y, &hn, lstm ? &cn : nullptr, x.value(), pb, weights(w_ih, w_hh, b_ih, b_hh),
+                         h0.defined() ? &h0.value() : nullptr, c0.defined() ? &c0.value() : nullptr, opt);
+  RnnLayerOutput out{make_output(y, tracked), make_output(hn, tracked), lstm ? make_output(cn, tracked) : Var()};
+  if (!tracked) return out;
+  tape.record([x, pb, w_ih, w_hh, b_ih, b_hh, h0, c0, opt, out, weights]() {
+    // The reference adds into defined slots: allocate the wanted ones as zeros first.
+    auto slot = [](const Var& v) -> Tensor* {
+      if (!v.defined() || !v.requires_grad()) return nullptr;
+      ops::prepare_grad(&v.grad(), v.value().shape(), DType::F64, "rnn_layer", "gradient");
+      return &v.grad();
+    };
+    ops::RnnWeightGrads dw{slot(w_ih), slot(w_hh), slot(b_ih), slot(b_hh)};
+    ref::rnn_layer_backward(slot(x), slot(h0), slot(c0), dw, out.y.has_grad() ? &out.y.grad() : nullptr,
+                            out.hn.has_grad() ? &out.hn.grad() : nullptr,
+                            out.cn.defined() && out.cn.has_grad() ? &out.cn.grad() : nullptr, x.value(), pb,
+                            weights(w_ih, w_hh, b_ih, b_hh), h0.defined() ? &h0.value() : nullptr,
+                            c0.defined() ? &c0.value() : nullptr, opt);
+  });
+  return out;
+}
+
+}  // namespace
+
 RnnLayerOutput rnn_layer(Tape& tape, const Var& x, const PackedBatch& pb, const Var& w_ih, const Var& w_hh,
                          const Var& b_ih, const Var& b_hh, const Var& h0, const Var& c0,
                          const ops::RnnLayerOptions& opt) {
@@ -107,6 +144,7 @@ RnnLayerOutput rnn_layer(Tape& tape, const Var& x, const PackedBatch& pb, const 
                     b_hh.defined() ? &b_hh.value() : nullptr};
   const bool lstm = opt.cell == ops::CellType::LSTM;
   const bool tracked = tape.needs_grad({&x, &w_ih, &w_hh, &b_ih, &b_hh, &h0, &c0});
+  if (x.value().dtype() == DType::F64) return rnn_layer_f64(tape, x, pb, w_ih, w_hh, b_ih, b_hh, h0, c0, opt, tracked);
   auto cache = tracked ? std::make_shared<ops::RnnCache>() : nullptr;
   Tensor y, hn, cn;
   ops::rnn_layer_forward(&y, &hn, lstm ? &cn : nullptr, cache.get(), x.value(), pb, w,

@@ -1,5 +1,6 @@
 #include "recur/train/schedule.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -7,7 +8,7 @@
 
 namespace recur::train {
 
-double lr_at(const LrScheduleOptions& o, int64_t step) {
+double lr_at(const LrScheduleOptions& o, int64_t step, double min_progress) {
   RECUR_CHECK(step >= 0, "lr schedule: step must be >= 0, got {}", step);
   RECUR_CHECK(o.base_lr >= 0, "lr schedule: base_lr must be >= 0, got {}", o.base_lr);
   RECUR_CHECK(o.warmup_steps >= 0, "lr schedule: warmup_steps must be >= 0, got {}", o.warmup_steps);
@@ -26,8 +27,10 @@ double lr_at(const LrScheduleOptions& o, int64_t step) {
                   o.warmup_steps);
       RECUR_CHECK(o.min_lr >= 0 && o.min_lr <= o.base_lr,
                   "lr schedule 'cosine': min_lr must be in [0, base_lr], got {}", o.min_lr);
+      RECUR_CHECK(min_progress >= 0 && min_progress <= 1, "lr schedule 'cosine': min_progress must be in [0, 1], got {}",
+                  min_progress);
       if (step >= o.total_steps) return o.min_lr;
-      const double progress = static_cast<double>(t) / static_cast<double>(o.total_steps - o.warmup_steps);
+      const double progress = std::max(min_progress, static_cast<double>(t) / static_cast<double>(o.total_steps - o.warmup_steps));
       return o.min_lr + (o.base_lr - o.min_lr) * 0.5 * (1 + std::cos(std::numbers::pi * progress));
     }
   }

@@ -29,6 +29,9 @@ class Module {
   /// parameters see the moved tensors; an optimizer's existing slots follow on its next step.
   /// Subclasses holding tensors other than parameters override it and call Module::to.
   virtual void to(Device device);
+  /// Converts every parameter value (and allocated gradient) to `dtype`: F64 on the CPU runs a
+  /// model through the ops' double-precision references, for whole-model gradient checks.
+  void cast(DType dtype);
   /// The device of the first parameter; the CPU for a module without parameters.
   Device device() const;
   void zero_grad();

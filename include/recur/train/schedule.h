@@ -21,6 +21,9 @@ struct LrScheduleOptions {
 
 /// The learning rate for the 0-based optimizer step `step`. Throws recur::Error for invalid options
 /// (negative values, step_size < 1, cosine with total_steps <= warmup_steps).
-double lr_at(const LrScheduleOptions& options, int64_t step);
+/// `min_progress` in [0, 1] (cosine only) raises the cosine's progress to at least that share: a
+/// run on a time budget passes the share of the budget spent, so that the rate reaches min_lr when
+/// the time runs out even if fewer than total_steps fit in it.
+double lr_at(const LrScheduleOptions& options, int64_t step, double min_progress = 0.0);
 
 }  // namespace recur::train
