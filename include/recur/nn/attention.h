@@ -36,9 +36,23 @@ class Attention : public Module {
   Var forward(Tape& tape, const Var& query, const Var& keys, const PackedBatch& layout,
               Tensor* weights = nullptr) const;
 
+  /// Many queries per sequence: query (M, query_size) holds M query rows, row m attending over
+  /// the keys of sequence query_seq[m] (an original batch index of `layout`) — the decoder's rows
+  /// for every target token of a batch at once, or the live hypotheses of a beam. Returns the
+  /// context (M, key_size). When `weights` is given it is assigned (M, S) F32 on the CPU, S =
+  /// layout.steps(): row m's weight on each step of its sequence, zeros past its end. With one
+  /// query per sequence in batch order this is forward() (and runs it).
+  Var forward_rows(Tape& tape, const Var& query, const std::vector<int64_t>& query_seq, const Var& keys,
+                   const PackedBatch& layout, Tensor* weights = nullptr) const;
+
   const AttentionOptions& options() const { return opt_; }
 
  private:
+  // The query as scores use it: W q (general), W_q q + b (additive) or q itself (dot).
+  Var project_query(Tape& tape, const Var& query) const;
+  // Scores (P, 1) of P (query, key) pairs: each pair's projected query, its key and, for the
+  // additive score, its projected key W_k k.
+  Var pair_scores(Tape& tape, const Var& query, const Var& key, const Var& projected_key) const;
   AttentionOptions opt_;
   std::shared_ptr<Linear> w_q_, w_k_, v_;
 };
