@@ -1,6 +1,9 @@
 #pragma once
 // Subcommand registration for the recur CLI; each lives in its own file.
 #include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
 
 namespace recur::cli {
 
@@ -12,5 +15,28 @@ void add_demo(CLI::App& app);
 void add_data(CLI::App& app);
 /// `recur train`, `recur eval` and `recur predict`.
 void add_train(CLI::App& app);
+
+/// `recur translate`.
+void add_translate(CLI::App& app);
+
+/// Whether a config (with its --set overrides) is a sequence-to-sequence task (g2p, translation),
+/// which `recur train` and `recur eval` hand to train_seq2seq / eval_seq2seq.
+bool is_seq2seq_config(const std::string& path, const std::vector<std::string>& sets);
+struct Seq2SeqTrainArgs {
+  std::string config_path;
+  std::vector<std::string> sets;
+  std::string resume, out, device;
+  int threads = 0;
+  int64_t seed = -1;
+  bool print_config = false;
+};
+void train_seq2seq(const Seq2SeqTrainArgs& args);
+struct Seq2SeqEvalArgs {
+  std::string config_path, checkpoint, split = "test", device;
+  std::vector<std::string> sets;
+  int64_t beam = 0;  ///< > 0: overrides decode.beam
+  bool json = false;
+};
+void eval_seq2seq(const Seq2SeqEvalArgs& args);
 
 }  // namespace recur::cli

@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   recur::cli::add_demo(app);
   recur::cli::add_data(app);
   recur::cli::add_train(app);
+  recur::cli::add_translate(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) std::cout << app.help();

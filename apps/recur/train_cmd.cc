@@ -608,6 +608,7 @@ void run_train(const TrainSettings& s) {
 struct EvalSettings {
   std::string config_path, checkpoint, split = "test", device;
   std::vector<std::string> sets;
+  int64_t beam = 0;
   bool json = false;
 };
 
@@ -815,6 +816,10 @@ void add_train(CLI::App& app) {
   cmd->add_option("--seed", s->seed, "Seed (overrides train.seed)");
   cmd->add_flag("--print-config", s->print_config, "Print the resolved config with a line of doc per key and exit");
   cmd->callback([s] {
+    if (is_seq2seq_config(s->config_path, s->sets)) {
+      train_seq2seq({s->config_path, s->sets, s->resume, s->out, s->device, s->threads, s->seed, s->print_config});
+      return;
+    }
     try {
       run_train(*s);
     } catch (const Interrupted&) {
@@ -830,7 +835,13 @@ void add_train(CLI::App& app) {
   ev->add_option("--set", e->sets, "Override a config key: key=value (repeatable)");
   ev->add_flag("--json", e->json, "Print the metrics as JSON");
   ev->add_option("--device", e->device, "cpu | cuda | cuda:N (overrides train.device)");
-  ev->callback([e] { run_eval(*e); });
+  ev->add_option("--beam", e->beam, "Sequence-to-sequence: beam size (1: greedy; default: decode.beam)");
+  ev->callback([e] {
+    if (is_seq2seq_config(e->config_path, e->sets))
+      eval_seq2seq({e->config_path, e->checkpoint, e->split, e->device, e->sets, e->beam, e->json});
+    else
+      run_eval(*e);
+  });
 
   auto p = std::make_shared<PredictSettings>();
   CLI::App* pr = app.add_subcommand("predict", "Label inputs with a trained checkpoint, one input per line, streaming");
