@@ -34,12 +34,16 @@ test-asan: setup
 fuzz: setup
 	bash scripts/fuzz.sh
 
-# Fetches Fashion-MNIST and trains a short bidirectional-GRU run reading images row by row; prints
-# the falling loss, validation accuracy per epoch and the test accuracy. (`recur demo` trains on
-# generated data instead, with no download.)
+# Fetches CMUdict and trains a short grapheme-to-phoneme model (a few minutes): falling loss,
+# validation WER per epoch, test WER/PER with greedy decoding and beam search; then translates a
+# handful of words into phonemes. (`recur demo` trains on generated data instead, with no download.)
+DEMO_WORDS ?= hello world recurrent network phoneme toolkit
 demo: build
-	$(BUILD)/bin/recur data fetch fashion-mnist
-	$(BUILD)/bin/recur train configs/fashion-rows-short.yaml --out out/demo
+	$(BUILD)/bin/recur data fetch cmudict
+	$(BUILD)/bin/recur train configs/g2p-demo.yaml --out out/demo
+	@printf '%s\n' $(DEMO_WORDS) > out/demo/words.txt
+	@echo "word -> phonemes (beam 5):"
+	@$(BUILD)/bin/recur translate --checkpoint out/demo/best.safetensors --input out/demo/words.txt | paste out/demo/words.txt -
 
 bench: build
 	$(BUILD)/bin/recur bench --threads 2
