@@ -130,6 +130,18 @@ TEST_F(CliSeq2Seq, AlignedFilesAndMismatchedCounts) {
   EXPECT_NE(r.text.find("3"), std::string::npos) << r.text;
 }
 
+TEST_F(CliSeq2Seq, BadValuesAreNamed) {
+  auto r = test::run_recur("train " + path("rev.yaml") + " --set train.batch=0 --out " + path("bad"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.text.find("train.batch must be at least 1"), std::string::npos) << r.text;
+  r = test::run_recur("train " + path("rev.yaml") + " --set decode.batch=-3 --out " + path("bad"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.text.find("decode.batch"), std::string::npos) << r.text;
+  r = test::run_recur("translate --checkpoint " + path("rev.yaml"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.text.find("rev.yaml"), std::string::npos) << r.text;
+}
+
 TEST_F(CliSeq2Seq, G2pOnATinyDictionary) {
   {
     // Words whose pronunciation is spelled out letter by letter: learnable from a few hundred.

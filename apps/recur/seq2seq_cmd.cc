@@ -82,10 +82,11 @@ std::vector<ConfigKey> seq2seq_schema() {
       {"train.momentum", V::Float, "0.9", "sgd momentum", {}},
       {"train.clip", V::Float, "5.0", "global gradient-norm clip (0: off)", {}},
       {"train.schedule", V::String, "cosine", "learning-rate schedule", {"constant", "step", "cosine"}},
-      {"train.warmup_steps", V::Int, "200", "linear warmup steps", {}},
+      {"train.warmup_steps", V::Int, "200", "linear warmup steps (at most a tenth of all steps)", {}},
       {"train.label_smoothing", V::Float, "0.1", "label smoothing of the target cross-entropy", {}},
-      {"train.patience", V::Int, "4", "epochs without validation improvement before stopping", {}},
-      {"train.valid_limit", V::Int, "0", "validation: decode only the first N items each epoch (0: all)", {}},
+      {"train.patience", V::Int, "4", "epochs without validation improvement before stopping (0: never stop early)", {}},
+      {"train.valid_limit", V::Int, "0",
+       "validation: decode only N items each epoch, spread evenly over the split (0: all)", {}},
       {"train.max_minutes", V::Float, "0", "stop training after this many minutes (0: no limit); a cosine schedule then anneals by that time", {}},
       {"train.seed", V::Int, "1", "seed for initialisation, shuffling and dropout", {}},
       {"train.threads", V::Int, "2", "threads for GEMMs and pointwise loops", {}},
@@ -119,7 +120,10 @@ struct Side {
   int64_t size() const { return tok ? tok->size() : vocab.size(); }
   std::vector<int64_t> encode(const std::string& text) const {
     if (tok) return tok->encode(text);
-    if (g2p_source) return data::g2p_source_ids(text, vocab);
+    if (g2p_source) {
+      const auto b = text.find_first_not_of(" \t"), e = text.find_last_not_of(" \t");
+      return b == std::string::npos ? std::vector<int64_t>() : data::g2p_source_ids(text.substr(b, e - b + 1), vocab);
+    }
     std::vector<std::string> phonemes;
     std::istringstream in(text);
     for (std::string p; in >> p;) phonemes.push_back(p);
@@ -234,10 +238,15 @@ Task load_task(const Config& c, bool need_train, const nlohmann::json& meta) {
         tgt.push_back(p.target);
       }
       const int64_t vs = c.get_int("data.vocab_size"), mc = c.get_int("data.min_count");
-      t.source.tok = std::make_shared<data::Tokenizer>(
-          data::Tokenizer::build(data::Tokenizer::kind_of(c.get_string("data.source_tokenizer")), src, mc, vs));
-      t.target.tok = std::make_shared<data::Tokenizer>(
-          data::Tokenizer::build(data::Tokenizer::kind_of(c.get_string("data.target_tokenizer")), tgt, mc, vs));
+      if (meta.contains("source_tokenizer") && meta.contains("target_tokenizer")) {
+        t.source.tok = std::make_shared<data::Tokenizer>(data::Tokenizer::deserialize(meta.at("source_tokenizer")));
+        t.target.tok = std::make_shared<data::Tokenizer>(data::Tokenizer::deserialize(meta.at("target_tokenizer")));
+      } else {
+        t.source.tok = std::make_shared<data::Tokenizer>(
+            data::Tokenizer::build(data::Tokenizer::kind_of(c.get_string("data.source_tokenizer")), src, mc, vs));
+        t.target.tok = std::make_shared<data::Tokenizer>(
+            data::Tokenizer::build(data::Tokenizer::kind_of(c.get_string("data.target_tokenizer")), tgt, mc, vs));
+      }
       for (const auto& p : pairs) add_pair(t.source.encode(p.source), t.target.encode(p.target));
     } else {
       RECUR_CHECK(meta.contains("source_tokenizer") && meta.contains("target_tokenizer"),
@@ -366,9 +375,16 @@ Scores score(const Task& t, const EvalSet& set, const std::vector<std::string>& 
 Scores evaluate(const models::Seq2Seq& model, const Task& t, const EvalSet& set, const models::TranslateOptions& opt,
                 int64_t batch, int64_t max_source_len, int64_t limit = 0) {
   EvalSet use = set;
-  if (limit > 0 && static_cast<int64_t>(use.sources.size()) > limit) {
-    use.sources.resize(static_cast<size_t>(limit));
-    use.references.resize(static_cast<size_t>(limit));
+  const int64_t n = static_cast<int64_t>(set.sources.size());
+  if (limit > 0 && n > limit) {
+    // Evenly spread items: the splits are in dictionary (alphabetical) order, so the first N would
+    // all start with the same few letters.
+    use = EvalSet();
+    for (int64_t k = 0; k < limit; ++k) {
+      const auto i = static_cast<size_t>(k * n / limit);
+      use.sources.push_back(set.sources[i]);
+      use.references.push_back(set.references[i]);
+    }
   }
   auto hyps = translate_all(model, t.source, use.sources, opt, batch, max_source_len, nullptr);
   std::vector<std::string> text;
@@ -381,7 +397,7 @@ Scores evaluate(const models::Seq2Seq& model, const Task& t, const EvalSet& set,
 std::vector<std::vector<size_t>> make_batches(const std::vector<Pair>& pairs, int64_t batch, uint64_t seed) {
   std::vector<size_t> idx(pairs.size());
   std::iota(idx.begin(), idx.end(), size_t{0});
-  Rng rng(seed);
+  Rng rng(mix64(seed));
   for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[rng.next_u64() % i]);
   const size_t window = static_cast<size_t>(batch) * 50;
   for (size_t at = 0; at < idx.size(); at += window) {
@@ -419,10 +435,25 @@ std::unique_ptr<train::Optimizer> make_optimizer(const Config& c, const train::N
   return std::make_unique<train::Adam>(params, o);
 }
 
+// Values the schema's types allow but the task cannot use.
+void check_config(const Config& c) {
+  for (const char* key : {"train.epochs", "train.batch", "decode.batch", "decode.beam", "data.max_source_len",
+                          "data.max_target_len"})
+    RECUR_CHECK(c.get_int(key) >= 1, "config: {} must be at least 1, got {}", key, c.get_int(key));
+  for (const char* key : {"train.warmup_steps", "data.limit", "train.valid_limit", "train.patience"})
+    RECUR_CHECK(c.get_int(key) >= 0, "config: {} must not be negative, got {}", key, c.get_int(key));
+  RECUR_CHECK(c.get_float("train.max_minutes") >= 0, "config: train.max_minutes must not be negative, got {}",
+              c.get_float("train.max_minutes"));
+  RECUR_CHECK(c.get_float("decode.max_len_ratio") >= 0 && c.get_int("decode.max_len_constant") >= 0,
+              "config: decode.max_len_ratio ({}) and decode.max_len_constant ({}) must not be negative",
+              c.get_float("decode.max_len_ratio"), c.get_int("decode.max_len_constant"));
+}
+
 Config resolve(const std::string& path, const std::vector<std::string>& sets) {
   Config c(seq2seq_schema());
   c.load_yaml_file(path);
   for (const auto& s : sets) c.set(s);
+  check_config(c);
   return c;
 }
 
@@ -465,7 +496,9 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
   set_num_threads(static_cast<int>(c.get_int("train.threads")));
   const Device dev = select_device(c);
   const auto t_start = Clock::now();
-  Task t = load_task(c, true, {});
+  // Resuming keeps the checkpoint's tokenizers: the weights belong to its id mapping.
+  const nlohmann::json resume_meta = a.resume.empty() ? nlohmann::json() : train::read_checkpoint_config(a.resume);
+  Task t = load_task(c, true, resume_meta);
   RECUR_CHECK(!t.train.empty() && !t.valid.sources.empty(), "train: {} training pairs and {} validation items; need both",
               t.train.size(), t.valid.sources.size());
   const uint64_t seed = static_cast<uint64_t>(c.get_int("train.seed"));
@@ -482,7 +515,8 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
             : sched == "step" ? train::LrScheduleKind::Step
                               : train::LrScheduleKind::Constant;
   so.base_lr = c.get_float("train.lr");
-  so.warmup_steps = c.get_int("train.warmup_steps");
+  // A short run (few steps) must still reach the peak rate and anneal: warmup takes at most a tenth.
+  so.warmup_steps = std::min(c.get_int("train.warmup_steps"), epochs * steps_per_epoch / 10);
   so.total_steps = epochs * steps_per_epoch;
   so.step_size = std::max<int64_t>(1, steps_per_epoch);
   CrossEntropyOptions ce;
@@ -495,10 +529,11 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
   int64_t start_epoch = 1, step = 0, bad_epochs = 0;
   double best = -1e300, spent_before = 0;  // training seconds of the runs this one resumes
   auto t_train = Clock::now();
+  // `epoch`: the last completed epoch (what --resume continues after).
   auto meta = [&](int64_t epoch) {
     nlohmann::json m = t.meta();
     m.update({{"config", c.to_json()}, {"epoch", epoch}, {"step", step}, {"best_score", best},
-              {"train_seconds", spent_before + seconds_since(t_train)}});
+              {"bad_epochs", bad_epochs}, {"train_seconds", spent_before + seconds_since(t_train)}});
     return m;
   };
   if (!a.resume.empty()) {
@@ -507,6 +542,7 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
     step = m.at("step").get<int64_t>();
     best = m.at("best_score").get<double>();
     spent_before = m.value("train_seconds", 0.0);
+    bad_epochs = m.value("bad_epochs", int64_t{0});
     std::cerr << fmt::format("resumed from {} after epoch {} (step {})\n", a.resume, start_epoch - 1, step);
   }
   std::ofstream metrics(fs::path(a.out) / "metrics.jsonl", std::ios::app);
@@ -571,7 +607,8 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
       }
       if (g_stop) {
         const std::string path = (fs::path(a.out) / "interrupted.safetensors").string();
-        train::save_checkpoint(path, model, opt.get(), meta(epoch));
+        // Resuming from it reruns this epoch from its start (with the weights reached so far).
+        train::save_checkpoint(path, model, opt.get(), meta(epoch - 1));
         std::signal(SIGINT, SIG_DFL);
         std::cerr << fmt::format("\ninterrupted at epoch {} step {}: saved {}\n", epoch, step, path);
         std::exit(130);
@@ -594,7 +631,7 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
     metrics << row.dump() << std::endl;
     train::save_checkpoint((fs::path(a.out) / "last.safetensors").string(), model, opt.get(), meta(epoch));
     if (improved) train::save_checkpoint((fs::path(a.out) / "best.safetensors").string(), model, nullptr, meta(epoch));
-    if (bad_epochs >= c.get_int("train.patience")) {
+    if (c.get_int("train.patience") > 0 && bad_epochs >= c.get_int("train.patience")) {
       std::cerr << fmt::format("early stop: no validation improvement for {} epochs\n", bad_epochs);
       break;
     }
@@ -603,7 +640,14 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
   const double train_minutes = seconds_since(t_start) / 60;
   if (t.test.sources.empty()) return;
   models::Seq2Seq best_model(model_options(c, t), rng);
-  train::load_checkpoint((fs::path(a.out) / "best.safetensors").string(), best_model, nullptr);
+  const fs::path best_path = fs::path(a.out) / "best.safetensors";
+  if (fs::exists(best_path)) {
+    train::load_checkpoint(best_path.string(), best_model, nullptr);
+  } else {
+    std::cerr << fmt::format("no {} (no epoch improved on the resumed best score): testing the last weights\n",
+                             best_path.string());
+    best_model.load_state_dict(model.state_dict());
+  }
   best_model.to(dev);
   best_model.train(false);
   std::vector<int64_t> beams{1};
@@ -681,8 +725,9 @@ void run_translate(const TranslateArgs& a) {
   if (a.alpha >= 0) o.beam.alpha = a.alpha;
   if (a.beta >= 0) o.beam.beta = a.beta;
   if (a.max_len_ratio > 0) o.max_len_ratio = a.max_len_ratio;
-  RECUR_CHECK(a.n_best >= 1 && (a.n_best == 1 || o.mode == models::DecodeMode::Beam) && a.n_best <= o.beam.beam,
-              "translate: --n-best {} needs beam search with --beam >= it (beam {})", a.n_best, o.beam.beam);
+  RECUR_CHECK(a.n_best >= 1 && (a.n_best == 1 || (o.mode == models::DecodeMode::Beam && !a.sample)) &&
+                  a.n_best <= o.beam.beam,
+              "translate: --n-best {} needs beam search (not --sample) with --beam >= it (beam {})", a.n_best, o.beam.beam);
   o.beam.n_best = a.n_best;
   if (a.sample) {
     o.mode = models::DecodeMode::Sample;
@@ -721,7 +766,7 @@ void run_translate(const TranslateArgs& a) {
         nbest.push_back({{"translation", t.target.decode(h.tokens)}, {"score", h.score}, {"log_prob", h.log_prob}});
       j["n_best"] = nbest;
       if (!best.attention.empty()) j["attention"] = best.attention;
-      std::cout << j.dump() << "\n";
+      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
     std::cout.flush();
     lines.clear();
