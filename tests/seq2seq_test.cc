@@ -312,6 +312,20 @@ TEST(Seq2SeqTest, CudaMatchesCpu) {
       tape.backward(loss);
     }
     EXPECT_NEAR(losses[0], losses[1], 1e-5);
+    // Decoding on the GPU: the same beam-search output as on the CPU.
+    cpu.train(false);
+    gpu.train(false);
+    TranslateOptions to;
+    to.beam.beam = 3;
+    to.beam.beta = 0.2;
+    const std::vector<std::vector<int64_t>> src = {{4, 5, 6}, {7}, {8, 4, 4, 5, 6}};
+    const auto hc = translate(cpu, src, to), hg = translate(gpu, src, to);
+    for (size_t i = 0; i < src.size(); ++i) {
+      EXPECT_EQ(hg[i][0].tokens, hc[i][0].tokens) << i;
+      EXPECT_NEAR(hg[i][0].score, hc[i][0].score, 1e-4) << i;
+    }
+    cpu.train(true);
+    gpu.train(true);
     auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
     for (size_t i = 0; i < pc.size(); ++i)
       EXPECT_ALL_CLOSE(pg[i].second.grad().to(Device::cpu()), pc[i].second.grad(), 1e-3, 1e-5) << pc[i].first;
