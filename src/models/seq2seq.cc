@@ -79,6 +79,7 @@ Encoded Seq2Seq::encode(Tape& tape, const Tensor& source, const PackedBatch& lay
   Encoded enc;
   enc.layout = layout;
   enc.keys = dropout(tape, r.y, opt_.dropout, mix64(seed + 3), training);
+  enc.projected_keys = attention_->project_keys(tape, enc.keys);
   if (opt_.bridge == Bridge::None) return enc;
   const int64_t D = directions(opt_), Le = opt_.encoder_layers, B = layout.batch(), He = opt_.encoder_hidden;
   const int64_t Ld = opt_.decoder_layers, Hd = opt_.decoder_hidden;
@@ -112,7 +113,7 @@ Encoded Seq2Seq::encode(Tape& tape, const Tensor& source, const PackedBatch& lay
 
 Var Seq2Seq::head(Tape& tape, const Encoded& enc, const Var& y, const std::vector<int64_t>& sentence, uint64_t seed,
                   Var* att, Tensor* attention) const {
-  Var context = attention_->forward_rows(tape, y, sentence, enc.keys, enc.layout, attention);
+  Var context = attention_->forward_rows(tape, y, sentence, enc.keys, enc.layout, attention, enc.projected_keys);
   Var h = dropout(tape, tanh(tape, combine_->forward(tape, concat(tape, {context, y}, 1))), opt_.dropout,
                   mix64(seed + 4), is_training());
   if (att) *att = h;

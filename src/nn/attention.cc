@@ -76,8 +76,12 @@ Var Attention::forward(Tape& tape, const Var& query, const Var& keys, const Pack
   return attention_pool(tape, keys, scores, layout);
 }
 
+Var Attention::project_keys(Tape& tape, const Var& keys) const {
+  return opt_.kind == AttentionKind::Additive ? w_k_->forward(tape, keys) : Var();
+}
+
 Var Attention::forward_rows(Tape& tape, const Var& query, const std::vector<int64_t>& query_seq, const Var& keys,
-                            const PackedBatch& layout, Tensor* weights) const {
+                            const PackedBatch& layout, Tensor* weights, const Var& projected_keys) const {
   const Tensor& q = query.value();
   const Tensor& k = keys.value();
   const int64_t M = static_cast<int64_t>(query_seq.size()), B = layout.batch();
@@ -109,8 +113,10 @@ Var Attention::forward_rows(Tape& tape, const Var& query, const std::vector<int6
   const Tensor qi = Tensor::from_i64({pairs.tokens()}, pair_query).to(k.device());
   const Tensor ki = Tensor::from_i64({pairs.tokens()}, pair_key).to(k.device());
   Var pair_keys = embedding(tape, ki, keys);
-  Var scores = pair_scores(tape, embedding(tape, qi, project_query(tape, query)), pair_keys,
-                           opt_.kind == AttentionKind::Additive ? embedding(tape, ki, w_k_->forward(tape, keys)) : Var());
+  Var kw;
+  if (opt_.kind == AttentionKind::Additive)
+    kw = embedding(tape, ki, projected_keys.defined() ? projected_keys : project_keys(tape, keys));
+  Var scores = pair_scores(tape, embedding(tape, qi, project_query(tape, query)), pair_keys, kw);
   scores = reshape(tape, scores, {pairs.tokens()});
   if (weights) {
     Tensor context, alpha;

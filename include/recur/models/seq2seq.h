@@ -55,6 +55,7 @@ struct Seq2SeqOptions {
 struct Encoded {
   Var keys;              ///< (Ns, key_size) packed per `layout`: the top encoder layer's outputs
   PackedBatch layout;    ///< the source layout
+  Var projected_keys;    ///< additive attention: W_k keys, computed once for every decoder step
   Var h0, c0;            ///< (Ld, B, Hd) the decoder's initial states, original order (undefined: zeros)
 };
 

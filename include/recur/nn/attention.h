@@ -42,8 +42,13 @@ class Attention : public Module {
   /// context (M, key_size). When `weights` is given it is assigned (M, S) F32 on the CPU, S =
   /// layout.steps(): row m's weight on each step of its sequence, zeros past its end. With one
   /// query per sequence in batch order this is forward() (and runs it).
+  ///
+  /// `projected_keys`, when defined, is project_keys(keys) computed once beforehand (a decoder
+  /// attends over the same keys at every step).
   Var forward_rows(Tape& tape, const Var& query, const std::vector<int64_t>& query_seq, const Var& keys,
-                   const PackedBatch& layout, Tensor* weights = nullptr) const;
+                   const PackedBatch& layout, Tensor* weights = nullptr, const Var& projected_keys = Var()) const;
+  /// The keys' part of the additive score, W_k k (N, hidden); undefined for dot and general scores.
+  Var project_keys(Tape& tape, const Var& keys) const;
 
   const AttentionOptions& options() const { return opt_; }
 
