@@ -12,6 +12,7 @@ packages=(
   libspdlog-dev libfmt-dev # logging, formatting
   libsentencepiece-dev     # subword tokens
   libgtest-dev libgmock-dev libbenchmark-dev
+  openmpi-bin libopenmpi-dev  # mpirun + MPI for data-parallel training (docs/DISTRIBUTED.md)
   clang libclang-rt-14-dev # libFuzzer + sanitizers for the fuzz step
 )
 

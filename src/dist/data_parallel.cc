@@ -1,0 +1,261 @@
+// Data parallelism over a Communicator: parameter broadcast, fused token-weighted gradient
+// averaging, token-balanced sharding, metrics.
+#include "recur/dist/data_parallel.h"
+
+#include <algorithm>
+#include <numeric>
+#include <queue>
+
+#include "recur/core/error.h"
+
+namespace recur::dist {
+namespace {
+
+// FNV-1a over names, shapes and dtypes: equal on two ranks exactly when their parameter lists
+// (in order) agree.
+int64_t fingerprint(const NamedParams& params) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  for (const auto& [name, var] : params) {
+    mix(name.data(), name.size() + 1);
+    for (int64_t d : var.shape()) mix(&d, sizeof d);
+    const DType dt = var.value().dtype();
+    mix(&dt, sizeof dt);
+    mix("|", 1);
+  }
+  return static_cast<int64_t>(h);
+}
+
+// Collective: throws on every rank (naming the odd ones out) unless all ranks agree with `root`.
+void check_same_parameters(const NamedParams& params, Communicator& comm, int root, const char* what) {
+  const std::vector<int64_t> all = comm.all_gather(std::vector<int64_t>{fingerprint(params),
+                                                                        static_cast<int64_t>(params.size())});
+  std::vector<std::string> differ;
+  for (int r = 0; r < comm.size(); ++r)
+    if (all[static_cast<size_t>(2 * r)] != all[static_cast<size_t>(2 * root)])
+      differ.push_back(fmt::format("rank {} ({} tensors)", r, all[static_cast<size_t>(2 * r + 1)]));
+  RECUR_CHECK(differ.empty(),
+              "{}: the parameter names, shapes or dtypes of {} differ from rank {}'s ({} tensors); every rank must build "
+              "the same model",
+              what, fmt::join(differ, ", "), root, all[static_cast<size_t>(2 * root + 1)]);
+}
+
+struct Layout {
+  DType dtype = DType::F32;
+  Device device;
+};
+
+Layout common_layout(const NamedParams& params, const char* what) {
+  Layout l;
+  if (params.empty()) return l;
+  l.dtype = params.front().second.value().dtype();
+  l.device = params.front().second.value().device();
+  for (const auto& [name, v] : params) {
+    RECUR_CHECK(v.value().dtype() == l.dtype && v.value().device() == l.device,
+                "{}: parameter {} is {} on {}, but {} is {} on {}; all parameters must share dtype and device", what, name,
+                dtype_name(v.value().dtype()), v.value().device().str(), params.front().first, dtype_name(l.dtype),
+                l.device.str());
+    RECUR_CHECK(l.dtype == DType::F32 || l.dtype == DType::F64, "{}: parameter {} is {}, expected F32 or F64", what, name,
+                dtype_name(l.dtype));
+  }
+  return l;
+}
+
+std::vector<int64_t> numels_of(const NamedParams& params) {
+  std::vector<int64_t> n;
+  for (const auto& p : params) n.push_back(p.second.value().numel());
+  return n;
+}
+
+}  // namespace
+
+// ---- buckets --------------------------------------------------------------------------------
+
+std::vector<Bucket> plan_buckets(const std::vector<int64_t>& numels, int64_t bucket_bytes, int64_t element_bytes) {
+  RECUR_CHECK(bucket_bytes > 0 && element_bytes > 0, "plan_buckets: bucket_bytes {} and element_bytes {} must be > 0",
+              bucket_bytes, element_bytes);
+  std::vector<Bucket> out;
+  Bucket cur;
+  for (int64_t i = static_cast<int64_t>(numels.size()) - 1; i >= 0; --i) {
+    const int64_t n = numels[static_cast<size_t>(i)];
+    RECUR_CHECK(n >= 0, "plan_buckets: tensor {} has {} elements", i, n);
+    if (!cur.slots.empty() && (cur.numel + n) * element_bytes > bucket_bytes) {
+      out.push_back(std::move(cur));
+      cur = Bucket{};
+    }
+    cur.slots.push_back(BucketSlot{i, cur.numel, n});
+    cur.numel += n;
+  }
+  if (!cur.slots.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+void pack_bucket(Tensor& flat, const Bucket& bucket, const std::vector<Tensor>& tensors) {
+  RECUR_CHECK(flat.ndim() == 1 && flat.numel() >= bucket.numel, "pack_bucket: flat buffer {} for a bucket of {}",
+              flat.shape_str(), bucket.numel);
+  for (const BucketSlot& s : bucket.slots) {
+    RECUR_CHECK(s.param >= 0 && s.param < static_cast<int64_t>(tensors.size()), "pack_bucket: slot for tensor {} of {}",
+                s.param, tensors.size());
+    Tensor dst = flat.rows(s.offset, s.offset + s.numel);
+    const Tensor& src = tensors[static_cast<size_t>(s.param)];
+    if (!src.defined()) {
+      dst.zero_();
+      continue;
+    }
+    RECUR_CHECK(src.numel() == s.numel, "pack_bucket: tensor {} has {} elements, its slot {}", s.param, src.numel(),
+                s.numel);
+    dst.copy_from(src);
+  }
+}
+
+void unpack_bucket(const std::vector<Tensor>& tensors, const Bucket& bucket, const Tensor& flat) {
+  RECUR_CHECK(flat.ndim() == 1 && flat.numel() >= bucket.numel, "unpack_bucket: flat buffer {} for a bucket of {}",
+              flat.shape_str(), bucket.numel);
+  for (const BucketSlot& s : bucket.slots) {
+    RECUR_CHECK(s.param >= 0 && s.param < static_cast<int64_t>(tensors.size()),
+                "unpack_bucket: slot for tensor {} of {}", s.param, tensors.size());
+    Tensor dst = tensors[static_cast<size_t>(s.param)];  // shares storage: writes land in the caller's tensor
+    RECUR_CHECK(dst.defined() && dst.numel() == s.numel, "unpack_bucket: tensor {} ({} elements) for a slot of {}",
+                s.param, dst.defined() ? dst.numel() : 0, s.numel);
+    dst.copy_from(flat.rows(s.offset, s.offset + s.numel));
+  }
+}
+
+// ---- parameters -----------------------------------------------------------------------------
+
+void broadcast_parameters(const NamedParams& params, Communicator& comm, int root) {
+  RECUR_CHECK(root >= 0 && root < comm.size(), "broadcast_parameters: root {} is not a rank of {}", root, comm.size());
+  check_same_parameters(params, comm, root, "broadcast_parameters");
+  if (comm.size() == 1 || params.empty()) return;
+  const Layout l = common_layout(params, "broadcast_parameters");
+  std::vector<Tensor> values;
+  for (const auto& p : params) values.push_back(p.second.value());
+  for (const Bucket& b : plan_buckets(numels_of(params), ReducerOptions{}.bucket_bytes,
+                                      static_cast<int64_t>(dtype_size(l.dtype)))) {
+    Tensor flat({b.numel}, l.dtype, l.device);
+    if (comm.rank() == root) pack_bucket(flat, b, values);
+    comm.broadcast(flat, root);
+    if (comm.rank() != root) unpack_bucket(values, b, flat);
+  }
+}
+
+// ---- gradients ------------------------------------------------------------------------------
+
+GradientReducer::GradientReducer(NamedParams params, Communicator& comm, const ReducerOptions& options)
+    : params_(std::move(params)), comm_(comm), options_(options) {
+  RECUR_CHECK(options_.bucket_bytes > 0, "GradientReducer: bucket_bytes {} must be > 0", options_.bucket_bytes);
+  const Layout l = common_layout(params_, "GradientReducer");
+  buckets_ = plan_buckets(numels_of(params_), options_.bucket_bytes, static_cast<int64_t>(dtype_size(l.dtype)));
+  check_same_parameters(params_, comm_, 0, "GradientReducer");
+}
+
+void GradientReducer::ensure_buffers() {
+  // Allocated on first use, and again if the model moved (e.g. to a GPU) after construction.
+  const Layout l = common_layout(params_, "GradientReducer");
+  if (flats_.size() == buckets_.size() && (flats_.empty() || (flats_.front().device() == l.device &&
+                                                              flats_.front().dtype() == l.dtype)))
+    return;
+  flats_.clear();
+  for (const Bucket& b : buckets_) flats_.emplace_back(Shape{b.numel}, l.dtype, l.device);
+}
+
+int64_t GradientReducer::reduce(int64_t local_tokens) {
+  RECUR_CHECK(local_tokens >= 0, "GradientReducer::reduce: local token count {} < 0", local_tokens);
+  last_tokens_ = comm_.all_gather(local_tokens);
+  const int64_t total = std::accumulate(last_tokens_.begin(), last_tokens_.end(), int64_t{0});
+  if (total == 0) {  // nobody had data: the average of nothing is no step
+    for (auto& p : params_) p.second.grad().zero_();
+    return 0;
+  }
+  if (comm_.size() == 1) return total;  // weight n/N = 1: the gradient already is the mean
+  ensure_buffers();
+  std::vector<Tensor> grads;
+  for (const auto& p : params_) grads.push_back(local_tokens > 0 && p.second.has_grad() ? p.second.grad() : Tensor());
+  const double weight = static_cast<double>(local_tokens) / static_cast<double>(total);
+  std::vector<std::unique_ptr<Work>> works;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    // A rank without tokens sends exact zeros: its gradients are never read (they may be stale).
+    if (local_tokens == 0) flats_[b].zero_();
+    else pack_bucket(flats_[b], buckets_[b], grads);
+    works.push_back(comm_.all_reduce_async(flats_[b], ReduceOp::Sum, weight));
+    for (auto& w : works) w->test();  // let earlier buckets progress while packing the next
+  }
+  std::vector<Tensor> dst;
+  for (auto& p : params_) dst.push_back(p.second.grad());
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    works[b]->wait();
+    unpack_bucket(dst, buckets_[b], flats_[b]);
+  }
+  return total;
+}
+
+// ---- sharding -------------------------------------------------------------------------------
+
+std::vector<Shard> shard(const std::vector<ShardItem>& items, int size) {
+  RECUR_CHECK(size >= 1, "shard: {} ranks", size);
+  std::vector<size_t> order(items.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  for (const ShardItem& it : items)
+    RECUR_CHECK(it.tokens >= 0, "shard: item {} has {} tokens", it.index, it.tokens);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return items[a].tokens > items[b].tokens; });
+  // The lightest shard on top; ties go to the lowest rank.
+  using Load = std::pair<int64_t, int>;
+  std::priority_queue<Load, std::vector<Load>, std::greater<Load>> lightest;
+  for (int r = 0; r < size; ++r) lightest.push({0, r});
+  std::vector<std::vector<size_t>> members(static_cast<size_t>(size));
+  for (size_t i : order) {
+    auto [load, r] = lightest.top();
+    lightest.pop();
+    members[static_cast<size_t>(r)].push_back(i);
+    lightest.push({load + items[i].tokens, r});
+  }
+  std::vector<Shard> out(static_cast<size_t>(size));
+  for (size_t r = 0; r < out.size(); ++r) {
+    std::sort(members[r].begin(), members[r].end());  // batch order within a shard
+    for (size_t i : members[r]) {
+      out[r].indices.push_back(items[i].index);
+      out[r].tokens += items[i].tokens;
+    }
+  }
+  return out;
+}
+
+Shard shard(const std::vector<ShardItem>& items, int rank, int size) {
+  RECUR_CHECK(rank >= 0 && rank < size, "shard: rank {} of {}", rank, size);
+  return shard(items, size)[static_cast<size_t>(rank)];
+}
+
+// ---- metrics --------------------------------------------------------------------------------
+
+TokenMean reduce_mean(Communicator& comm, double local_mean, int64_t local_tokens) {
+  RECUR_CHECK(local_tokens >= 0, "reduce_mean: local token count {} < 0", local_tokens);
+  // A rank without tokens may hold a meaningless mean (NaN from 0/0): it must not poison the sum.
+  const double local_sum = local_tokens > 0 ? local_mean * static_cast<double>(local_tokens) : 0.0;
+  // One all_gather for both (token counts are exact in a double up to 2^53).
+  const std::vector<double> all = comm.all_gather(std::vector<double>{local_sum, static_cast<double>(local_tokens)});
+  TokenMean m;
+  for (size_t r = 0; r < all.size(); r += 2) {
+    m.sum += all[r];
+    m.tokens += static_cast<int64_t>(all[r + 1]);
+  }
+  return m;
+}
+
+std::vector<double> sum_over_ranks(Communicator& comm, const std::vector<double>& values) {
+  const std::vector<double> all = comm.all_gather(values);
+  std::vector<double> out(values.size(), 0.0);
+  for (int r = 0; r < comm.size(); ++r)
+    for (size_t i = 0; i < values.size(); ++i) out[i] += all[static_cast<size_t>(r) * values.size() + i];
+  return out;
+}
+
+bool all_ranks(Communicator& comm, bool value) {
+  for (int64_t v : comm.all_gather(int64_t{value ? 1 : 0}))
+    if (!v) return false;
+  return true;
+}
+
+}  // namespace recur::dist

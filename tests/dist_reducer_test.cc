@@ -1,0 +1,284 @@
+// GradientReducer's token weighting, in one process: with the local communicator, and with a
+// small in-memory "world" of threads that stands in for several ranks (the real multi-process
+// runs are in dist_mpi_test.cc).
+#include <gtest/gtest.h>
+
+#include <barrier>
+#include <cmath>
+#include <functional>
+#include <thread>
+
+#include "dist/toy_problem.h"
+#include "recur/dist/communicator.h"
+#include "recur/dist/data_parallel.h"
+#include "test_util.h"
+
+namespace recur {
+namespace {
+
+// Ranks as threads sharing memory: every collective is two barrier phases (publish, then read).
+class ThreadWorld {
+ public:
+  explicit ThreadWorld(int size) : size_(size), sync_(size), slots_(static_cast<size_t>(size)) {}
+  int size() const { return size_; }
+  std::barrier<>& sync() { return sync_; }
+  std::vector<std::vector<double>>& slots() { return slots_; }
+
+ private:
+  int size_;
+  std::barrier<> sync_;
+  std::vector<std::vector<double>> slots_;
+};
+
+class ThreadCommunicator final : public dist::Communicator {
+ public:
+  ThreadCommunicator(ThreadWorld& world, int rank) : world_(world), rank_(rank) {}
+  int rank() const override { return rank_; }
+  int size() const override { return world_.size(); }
+  int local_rank() const override { return rank_; }
+  int local_size() const override { return world_.size(); }
+  std::string name() const override { return "threads"; }
+  Device device() const override { return Device::cpu(); }
+  const dist::CommOptions& options() const override { return options_; }
+
+  std::unique_ptr<dist::Work> all_reduce_async(Tensor& t, dist::ReduceOp op, double scale) override {
+    ++all_reduces;
+    std::vector<double> mine(static_cast<size_t>(t.numel()));
+    for (int64_t i = 0; i < t.numel(); ++i) mine[static_cast<size_t>(i)] = t.item(i) * scale;
+    const std::vector<double> all = exchange(mine);
+    const size_t n = mine.size();
+    for (size_t i = 0; i < n; ++i) {
+      double s = 0;
+      for (int r = 0; r < size(); ++r) s += all[static_cast<size_t>(r) * n + i];
+      if (op == dist::ReduceOp::Avg) s /= size();
+      if (t.dtype() == DType::F32) t.f32()[i] = static_cast<float>(s);
+      else t.data<double>()[i] = s;
+    }
+    return std::make_unique<Done>();
+  }
+  void broadcast(Tensor& t, int root) override {
+    std::vector<double> mine(static_cast<size_t>(t.numel()));
+    for (int64_t i = 0; i < t.numel(); ++i) mine[static_cast<size_t>(i)] = t.item(i);
+    const std::vector<double> all = exchange(mine);
+    for (size_t i = 0; i < mine.size(); ++i) {
+      const double v = all[static_cast<size_t>(root) * mine.size() + i];
+      if (t.dtype() == DType::F32) t.f32()[i] = static_cast<float>(v);
+      else t.data<double>()[i] = v;
+    }
+  }
+  std::vector<double> all_gather(const std::vector<double>& values) override { return exchange(values); }
+  std::vector<int64_t> all_gather(const std::vector<int64_t>& values) override {
+    std::vector<double> d(values.begin(), values.end());
+    std::vector<double> all = exchange(d);
+    return std::vector<int64_t>(all.begin(), all.end());
+  }
+  using dist::Communicator::all_gather;
+  void barrier() override { world_.sync().arrive_and_wait(); }
+  [[noreturn]] void abort(int code) override { std::_Exit(code); }
+
+  int all_reduces = 0;
+
+ private:
+  struct Done final : dist::Work {
+    void wait() override {}
+    bool test() override { return true; }
+  };
+  std::vector<double> exchange(const std::vector<double>& mine) {
+    world_.slots()[static_cast<size_t>(rank_)] = mine;
+    world_.sync().arrive_and_wait();
+    std::vector<double> all;
+    for (const auto& s : world_.slots()) all.insert(all.end(), s.begin(), s.end());
+    world_.sync().arrive_and_wait();
+    return all;
+  }
+  ThreadWorld& world_;
+  int rank_;
+  dist::CommOptions options_;
+};
+
+// Runs fn(rank, comm) on one thread per rank.
+void run_world(int size, const std::function<void(int, ThreadCommunicator&)>& fn) {
+  ThreadWorld world(size);
+  std::vector<std::unique_ptr<ThreadCommunicator>> comms;
+  for (int r = 0; r < size; ++r) comms.push_back(std::make_unique<ThreadCommunicator>(world, r));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < size; ++r) threads.emplace_back([&, r] { fn(r, *comms[static_cast<size_t>(r)]); });
+  for (auto& t : threads) t.join();
+}
+
+// Parameters with gradients set directly: rank r's gradient of parameter p is a known tensor.
+struct FakeParams {
+  dist::NamedParams params;
+  FakeParams(const std::vector<Tensor>& grads) {
+    for (size_t i = 0; i < grads.size(); ++i) {
+      Var v(Tensor::zeros(grads[i].shape()), true);
+      if (grads[i].defined()) v.grad().copy_from(grads[i]);
+      params.emplace_back(fmt::format("p{}", i), v);  // (GCC 12 warns falsely on "p" + to_string)
+    }
+  }
+};
+
+TEST(DistReducer, WeightsEachRankByItsTokens) {
+  // Three ranks with 5, 0 and 2 tokens; rank 1's gradients are NaN (it ran no backward, say) and
+  // must not leak into the result: g = (5 g0 + 2 g2) / 7.
+  Rng rng(3);
+  const std::vector<Shape> shapes{{4, 3}, {7}, {2, 5}};
+  std::vector<std::vector<Tensor>> grads(3);
+  for (int r = 0; r < 3; ++r)
+    for (const Shape& s : shapes)
+      grads[static_cast<size_t>(r)].push_back(r == 1 ? Tensor::full(s, std::nan("")) : test::randn(s, rng));
+  const std::vector<int64_t> tokens{5, 0, 2};
+  std::vector<std::vector<Tensor>> result(3);
+  std::vector<int64_t> totals(3), reduces(3);
+  std::vector<size_t> buckets(3);
+  run_world(3, [&](int r, ThreadCommunicator& comm) {
+    FakeParams fp(grads[static_cast<size_t>(r)]);
+    // A 40-byte cap: several buckets, so bucketing and weighting are tested together.
+    dist::GradientReducer red(fp.params, comm, dist::ReducerOptions{40});
+    const int before = comm.all_reduces;
+    totals[static_cast<size_t>(r)] = red.reduce(tokens[static_cast<size_t>(r)]);
+    reduces[static_cast<size_t>(r)] = comm.all_reduces - before;
+    buckets[static_cast<size_t>(r)] = red.buckets().size();
+    for (auto& [name, v] : fp.params) result[static_cast<size_t>(r)].push_back(v.grad().clone());
+  });
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(totals[static_cast<size_t>(r)], 7);
+    // One all-reduce per bucket, not per parameter.
+    EXPECT_EQ(static_cast<size_t>(reduces[static_cast<size_t>(r)]), buckets[static_cast<size_t>(r)]);
+    for (size_t p = 0; p < shapes.size(); ++p) {
+      Tensor want = Tensor::zeros(shapes[p]);
+      for (int64_t i = 0; i < want.numel(); ++i)
+        want.f32()[i] = static_cast<float>((5 * grads[0][p].item(i) + 2 * grads[2][p].item(i)) / 7.0);
+      EXPECT_ALL_CLOSE(result[static_cast<size_t>(r)][p], want, 1e-6, 1e-7) << "rank " << r << " param " << p;
+    }
+  }
+  EXPECT_GT(buckets[0], 1u);
+}
+
+TEST(DistReducer, NoTokensAnywhereZeroesTheGradients) {
+  run_world(2, [&](int, ThreadCommunicator& comm) {
+    FakeParams fp({Tensor::full({3}, 4.0)});
+    dist::GradientReducer red(fp.params, comm);
+    EXPECT_EQ(red.reduce(0), 0);
+    EXPECT_EQ(fp.params[0].second.grad().to_vector(), (std::vector<float>{0, 0, 0}));
+  });
+}
+
+TEST(DistReducer, ShardedToyModelMatchesTheWholeBatch) {
+  // Three "ranks" compute their parts' gradients (sequentially, here), then reduce together; the
+  // result must equal one backward over the whole batch.
+  const auto data = disttest::toy_data(8, 21);
+  std::vector<int64_t> all;
+  for (int64_t i = 0; i < 8; ++i) all.push_back(i);
+  disttest::ToyModel reference(9);
+  disttest::toy_step(reference, data, all);
+  const auto want = disttest::grads_of(reference);
+
+  // A deliberately uneven split (1, 3 and 4 sequences), so a plain mean would be wrong.
+  const int size = 3;
+  const std::vector<std::vector<int64_t>> split{{0}, {1, 2, 3}, {4, 5, 6, 7}};
+  std::vector<std::unique_ptr<disttest::ToyModel>> models;
+  std::vector<int64_t> tokens;
+  for (int r = 0; r < size; ++r) {
+    models.push_back(std::make_unique<disttest::ToyModel>(9));
+    disttest::toy_step(*models.back(), data, split[static_cast<size_t>(r)]);
+    tokens.push_back(0);
+    for (int64_t i : split[static_cast<size_t>(r)]) tokens.back() += data[static_cast<size_t>(i)].length();
+  }
+  ASSERT_NE(tokens[0], tokens[2]);
+  std::vector<double> errors(size);
+  run_world(size, [&](int r, ThreadCommunicator& comm) {
+    dist::GradientReducer red(models[static_cast<size_t>(r)]->named_parameters(), comm, dist::ReducerOptions{512});
+    red.reduce(tokens[static_cast<size_t>(r)]);
+    errors[static_cast<size_t>(r)] = disttest::max_rel_diff(disttest::grads_of(*models[static_cast<size_t>(r)]), want);
+  });
+  for (int r = 0; r < size; ++r) EXPECT_LT(errors[static_cast<size_t>(r)], 1e-5) << "rank " << r;
+}
+
+TEST(DistReducer, MismatchedModelsAreRejectedOnEveryRank) {
+  std::vector<std::string> messages(2);
+  run_world(2, [&](int r, ThreadCommunicator& comm) {
+    FakeParams fp({Tensor::zeros({r == 0 ? 3 : 4})});
+    try {
+      dist::GradientReducer red(fp.params, comm);
+    } catch (const Error& e) {
+      messages[static_cast<size_t>(r)] = e.what();
+    }
+  });
+  for (const auto& m : messages) EXPECT_NE(m.find("rank 1"), std::string::npos) << m;
+}
+
+TEST(DistReducer, BroadcastParametersCopiesRootValues) {
+  std::vector<std::vector<float>> after(3);
+  run_world(3, [&](int r, ThreadCommunicator& comm) {
+    disttest::ToyModel model(50 + static_cast<uint64_t>(r));
+    dist::broadcast_parameters(model.named_parameters(), comm, 2);
+    for (const auto& [name, v] : model.named_parameters()) {
+      const auto vals = v.value().to_vector();
+      after[static_cast<size_t>(r)].insert(after[static_cast<size_t>(r)].end(), vals.begin(), vals.end());
+    }
+  });
+  disttest::ToyModel root(52);
+  std::vector<float> want;
+  for (const auto& [name, v] : root.named_parameters()) {
+    const auto vals = v.value().to_vector();
+    want.insert(want.end(), vals.begin(), vals.end());
+  }
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(after[static_cast<size_t>(r)], want) << "rank " << r;
+}
+
+TEST(DistLocal, WorldOfOneLeavesGradientsAndScales) {
+  dist::LocalCommunicator comm;
+  EXPECT_EQ(comm.rank(), 0);
+  EXPECT_EQ(comm.size(), 1);
+  EXPECT_EQ(comm.name(), "local");
+  Tensor t = Tensor::full({3}, 2.0);
+  comm.all_reduce(t, dist::ReduceOp::Avg);
+  EXPECT_EQ(t.item(0), 2.0);
+  comm.all_reduce(t, dist::ReduceOp::Sum, 0.5);
+  EXPECT_EQ(t.item(2), 1.0);
+  comm.broadcast(t, 0);
+  EXPECT_THROW(comm.broadcast(t, 1), Error);
+  EXPECT_EQ(comm.all_gather(2.5), (std::vector<double>{2.5}));
+  EXPECT_EQ(comm.all_gather(int64_t{7}), (std::vector<int64_t>{7}));
+  comm.barrier();
+
+  FakeParams fp({Tensor::full({2, 2}, 3.0), Tensor::full({5}, -1.0)});
+  dist::GradientReducer red(fp.params, comm);
+  EXPECT_EQ(red.reduce(17), 17);
+  EXPECT_EQ(fp.params[0].second.grad().to_vector(), (std::vector<float>{3, 3, 3, 3}));
+  EXPECT_EQ(red.last_tokens(), (std::vector<int64_t>{17}));
+  EXPECT_EQ(red.reduce(0), 0);
+  EXPECT_EQ(fp.params[1].second.grad().to_vector(), (std::vector<float>{0, 0, 0, 0, 0}));
+  EXPECT_THROW(red.reduce(-1), Error);
+
+  const dist::TokenMean m = dist::reduce_mean(comm, 0.5, 4);
+  EXPECT_EQ(m.tokens, 4);
+  EXPECT_DOUBLE_EQ(m.mean(), 0.5);
+  EXPECT_DOUBLE_EQ(dist::reduce_mean(comm, std::nan(""), 0).mean(), 0.0);
+  EXPECT_TRUE(dist::all_ranks(comm, true));
+  EXPECT_FALSE(dist::all_ranks(comm, false));
+}
+
+TEST(DistFactory, KindsAndErrors) {
+  EXPECT_EQ(dist::parse_backend("mpi"), dist::Backend::Mpi);
+  EXPECT_THROW(dist::parse_backend("gloo"), Error);
+  try {
+    dist::make_communicator("tcp");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("auto, local, mpi or nccl"), std::string::npos) << e.what();
+  }
+  if (!dist::launched_by_mpirun()) {
+    EXPECT_EQ(dist::make_communicator("auto")->name(), "local");
+  }
+  if (!dist::nccl_compiled()) {
+    EXPECT_THROW(dist::make_communicator("nccl"), Error);
+  }
+  dist::LocalCommunicator comm;
+  EXPECT_EQ(dist::select_device({Device::cpu()}, comm), Device::cpu());
+  EXPECT_THROW(dist::select_device({}, comm), Error);
+}
+
+}  // namespace
+}  // namespace recur
