@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <numeric>
+#include <optional>
 #include <yaml-cpp/yaml.h>
 
 #include "commands.h"
@@ -20,7 +21,9 @@
 #include "recur/data/fetch.h"
 #include "recur/data/g2p.h"
 #include "recur/data/parallel.h"
+#include "recur/dist/data_parallel.h"
 #include "recur/models/seq2seq.h"
+#include "recur/ops/basic.h"
 #include "recur/ops/loss.h"
 #include "recur/train/checkpoint.h"
 #include "recur/train/optimizer.h"
@@ -34,6 +37,12 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Where the log lines of ranks other than 0 go.
+std::ostream& null_stream() {
+  static std::ostream sink(nullptr);
+  return sink;
+}
 
 std::vector<ConfigKey> seq2seq_schema() {
   using V = ValueType;
@@ -75,7 +84,12 @@ std::vector<ConfigKey> seq2seq_schema() {
       {"model.tie_embeddings", V::Bool, "false", "output layer shares the target embedding (target_embed == attentional)", {}},
       {"model.dropout", V::Float, "0.2", "dropout on embeddings, between layers, on keys and attentional vectors", {}},
       {"train.epochs", V::Int, "10", "passes over the training pairs", {}},
-      {"train.batch", V::Int, "64", "sentences per batch", {}},
+      {"train.batch", V::Int, "64", "sentences per micro-batch; a step's global batch is batch x accumulate, split "
+       "over all ranks", {}},
+      {"train.accumulate", V::Int, "1", "micro-batches whose gradients are accumulated into one step", {}},
+      {"train.communicator", V::String, "auto",
+       "data parallelism: auto (MPI when started by mpirun, else local), local, mpi or nccl",
+       {"auto", "local", "mpi", "nccl"}},
       {"train.optimizer", V::String, "adam", "optimizer", {"adam", "adamw", "sgd"}},
       {"train.lr", V::Float, "0.002", "peak learning rate", {}},
       {"train.weight_decay", V::Float, "0.0", "weight decay", {}},
@@ -437,7 +451,7 @@ std::unique_ptr<train::Optimizer> make_optimizer(const Config& c, const train::N
 
 // Values the schema's types allow but the task cannot use.
 void check_config(const Config& c) {
-  for (const char* key : {"train.epochs", "train.batch", "decode.batch", "decode.beam", "data.max_source_len",
+  for (const char* key : {"train.epochs", "train.batch", "train.accumulate", "decode.batch", "decode.beam", "data.max_source_len",
                           "data.max_target_len"})
     RECUR_CHECK(c.get_int(key) >= 1, "config: {} must be at least 1, got {}", key, c.get_int(key));
   for (const char* key : {"train.warmup_steps", "data.limit", "train.valid_limit", "train.patience"})
@@ -496,6 +510,12 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
   set_num_threads(static_cast<int>(c.get_int("train.threads")));
   const Device dev = select_device(c);
   const auto t_start = Clock::now();
+  // Data parallelism: every rank holds the model, takes a token-balanced shard of each global
+  // batch, and the gradients are averaged by token count (docs/DISTRIBUTED.md). One process is
+  // the local communicator, a world of one. Only rank 0 writes logs and checkpoints.
+  const std::unique_ptr<dist::Communicator> comm = dist::make_communicator(c.get_string("train.communicator"));
+  const bool lead = comm->rank() == 0;
+  std::ostream& log = lead ? std::cerr : null_stream();
   // Resuming keeps the checkpoint's tokenizers: the weights belong to its id mapping.
   const nlohmann::json resume_meta = a.resume.empty() ? nlohmann::json() : train::read_checkpoint_config(a.resume);
   Task t = load_task(c, true, resume_meta);
@@ -507,7 +527,8 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
   model.to(dev);
   auto params = model.named_parameters();
   auto opt = make_optimizer(c, params);
-  const int64_t epochs = c.get_int("train.epochs"), batch = c.get_int("train.batch");
+  const int64_t epochs = c.get_int("train.epochs"), accumulate = c.get_int("train.accumulate");
+  const int64_t batch = c.get_int("train.batch") * accumulate;  // the global batch of one step
   const int64_t steps_per_epoch = (static_cast<int64_t>(t.train.size()) + batch - 1) / batch;
   train::LrScheduleOptions so;
   const std::string sched = c.get_string("train.schedule");
@@ -525,7 +546,7 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
   const models::TranslateOptions greedy = decode_options(c, 1);
   const int64_t dbatch = c.get_int("decode.batch"), max_src = c.get_int("data.max_source_len");
 
-  fs::create_directories(a.out);
+  if (lead) fs::create_directories(a.out);
   int64_t start_epoch = 1, step = 0, bad_epochs = 0;
   double best = -1e300, spent_before = 0;  // training seconds of the runs this one resumes
   auto t_train = Clock::now();
@@ -543,17 +564,24 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
     best = m.at("best_score").get<double>();
     spent_before = m.value("train_seconds", 0.0);
     bad_epochs = m.value("bad_epochs", int64_t{0});
-    std::cerr << fmt::format("resumed from {} after epoch {} (step {})\n", a.resume, start_epoch - 1, step);
+    log << fmt::format("resumed from {} after epoch {} (step {})\n", a.resume, start_epoch - 1, step);
   }
-  std::ofstream metrics(fs::path(a.out) / "metrics.jsonl", std::ios::app);
+  // Every rank starts from rank 0's weights (identical anyway when seeded alike, or all resumed).
+  dist::broadcast_parameters(params, *comm);
+  std::optional<dist::GradientReducer> reducer;
+  if (comm->size() > 1) reducer.emplace(params, *comm);
+  std::ofstream metrics;
+  if (lead) metrics.open(fs::path(a.out) / "metrics.jsonl", std::ios::app);
   g_stop = 0;
   std::signal(SIGINT, on_sigint_seq2seq);
   const bool tty = isatty(STDERR_FILENO);
   const int64_t log_every = c.get_int("train.log_every");
   const double max_minutes = c.get_float("train.max_minutes");
-  std::cerr << fmt::format("train: {} pairs, {} validation / {} test items, {} parameters, {} steps per epoch\n",
-                           t.train.size(), t.valid.sources.size(), t.test.sources.size(), model.num_parameters(),
-                           steps_per_epoch);
+  log << fmt::format("train: {} pairs, {} validation / {} test items, {} parameters, {} steps per epoch of {} "
+                     "sentences{}\n",
+                     t.train.size(), t.valid.sources.size(), t.test.sources.size(), model.num_parameters(),
+                     steps_per_epoch, batch,
+                     comm->size() > 1 ? fmt::format(" over {} ranks ({})", comm->size(), comm->name()) : "");
   t_train = Clock::now();
   bool out_of_time = false;
   for (int64_t epoch = start_epoch; epoch <= epochs && !out_of_time; ++epoch) {
@@ -563,82 +591,113 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
     int64_t tokens = 0, seen = 0;
     const auto batches = make_batches(t.train, batch, seed ^ mix64(static_cast<uint64_t>(epoch)));
     for (size_t bi = 0; bi < batches.size(); ++bi) {
-      std::vector<std::vector<int64_t>> src, tgt;
-      for (size_t i : batches[bi]) {
-        src.push_back(t.train[i].source);
-        tgt.push_back(t.train[i].target);
-      }
-      PackedBatch sl;
-      const Tensor s = models::pack_ids(src, &sl).to(dev);
-      const models::TargetBatch tb = models::make_target_batch(tgt, data::g2p::kBos, data::g2p::kEos);
-      // On a time budget the cosine follows the larger of the step and time shares, so the rate
-      // anneals fully by the deadline however fast the machine is.
-      const double time_share =
-          max_minutes > 0 ? std::min(1.0, (spent_before + seconds_since(t_train)) / (60 * max_minutes)) : 0.0;
-      opt->set_lr(train::lr_at(so, step, so.kind == train::LrScheduleKind::Cosine ? time_share : 0.0));
+      // This rank's share of the global batch, balanced by target tokens (the loss terms).
+      std::vector<dist::ShardItem> items;
+      for (size_t k = 0; k < batches[bi].size(); ++k)
+        items.push_back({static_cast<int64_t>(k), static_cast<int64_t>(t.train[batches[bi][k]].target.size()) + 1});
+      const dist::Shard mine = dist::shard(items, comm->rank(), comm->size());
       opt->zero_grad();
-      Tape tape;
-      const uint64_t sseed = mix64(seed ^ static_cast<uint64_t>(step));
-      models::Encoded enc = model.encode(tape, s, sl, sseed);
-      Var logits = model.forward(tape, enc, tb.input.to(dev), tb.layout, sseed);
-      Var loss = cross_entropy(tape, logits, tb.output.to(dev), ce);
-      const double lv = loss.value().to(Device::cpu()).item();
+      double local_sum = 0;  // sum over this rank's target tokens of their loss
+      const int64_t n_mine = static_cast<int64_t>(mine.indices.size());
+      for (int64_t k = 0; k < accumulate; ++k) {
+        // Micro-batch k: a contiguous slice of the shard; its mean loss weighted by its share of
+        // the shard's tokens, so the accumulated gradient is that of the mean over the shard.
+        std::vector<std::vector<int64_t>> src, tgt;
+        for (int64_t i = k * n_mine / accumulate; i < (k + 1) * n_mine / accumulate; ++i) {
+          const Pair& p = t.train[batches[bi][static_cast<size_t>(mine.indices[static_cast<size_t>(i)])]];
+          src.push_back(p.source);
+          tgt.push_back(p.target);
+        }
+        if (src.empty()) continue;
+        PackedBatch sl;
+        const Tensor s = models::pack_ids(src, &sl).to(dev);
+        const models::TargetBatch tb = models::make_target_batch(tgt, data::g2p::kBos, data::g2p::kEos);
+        Tape tape;
+        const uint64_t sseed = mix64(seed ^ static_cast<uint64_t>(step)) ^ mix64(static_cast<uint64_t>(comm->rank() * accumulate + k));
+        models::Encoded enc = model.encode(tape, s, sl, sseed);
+        Var logits = model.forward(tape, enc, tb.input.to(dev), tb.layout, sseed);
+        Var loss = cross_entropy(tape, logits, tb.output.to(dev), ce);
+        const double lv = loss.value().to(Device::cpu()).item();
+        local_sum += lv * static_cast<double>(tb.layout.tokens());
+        if (!std::isfinite(lv)) continue;  // every rank learns of it below and stops
+        if (tb.layout.tokens() != mine.tokens)
+          loss = scale(tape, loss, static_cast<float>(static_cast<double>(tb.layout.tokens()) /
+                                                      static_cast<double>(mine.tokens)));
+        tape.backward(loss);
+      }
+      // One small collective per step carries the loss, the token count, Ctrl-C and rank 0's clock,
+      // so that every rank takes the same decisions (stop, learning rate).
+      const double local_time = spent_before + seconds_since(t_train);
+      const std::vector<double> global = dist::sum_over_ranks(
+          *comm, {local_sum, static_cast<double>(mine.tokens), g_stop ? 1.0 : 0.0, lead ? local_time : 0.0});
+      const double lv = global[1] > 0 ? global[0] / global[1] : 0.0, elapsed = global[3];
       RECUR_CHECK(std::isfinite(lv), "train: the loss became {} at epoch {} step {}; lower train.lr or set train.clip",
                   lv, epoch, step);
-      tape.backward(loss);
+      if (reducer) reducer->reduce(mine.tokens);
       if (c.get_float("train.clip") > 0) train::clip_grad_norm(params, c.get_float("train.clip"));
+      // On a time budget the cosine follows the larger of the step and time shares, so the rate
+      // anneals fully by the deadline however fast the machine is.
+      const double time_share = max_minutes > 0 ? std::min(1.0, elapsed / (60 * max_minutes)) : 0.0;
+      opt->set_lr(train::lr_at(so, step, so.kind == train::LrScheduleKind::Cosine ? time_share : 0.0));
       opt->step();
       ++step;
       loss_sum += lv;
       ++seen;
-      tokens += tb.layout.tokens();
+      tokens += static_cast<int64_t>(global[1]);
+      const bool stop_now = global[2] > 0;
       const double secs = seconds_since(t_epoch);
       if (tty || (log_every > 0 && step % log_every == 0)) {
         const double eta = secs / static_cast<double>(bi + 1) * static_cast<double>(batches.size() - bi - 1);
-        std::cerr << fmt::format("{}epoch {} step {}/{} loss {:.4f} {:.0f} target tok/s ETA {:.0f}s{}", tty ? "\r" : "",
+        log << fmt::format("{}epoch {} step {}/{} loss {:.4f} {:.0f} target tok/s ETA {:.0f}s{}", tty ? "\r" : "",
                                  epoch, bi + 1, batches.size(), loss_sum / static_cast<double>(seen),
                                  static_cast<double>(tokens) / secs, eta, tty ? "   " : "\n");
       }
-      if (max_minutes > 0 && spent_before + seconds_since(t_train) > 60 * max_minutes) {
+      if (max_minutes > 0 && elapsed > 60 * max_minutes) {
         out_of_time = true;
-        std::cerr << fmt::format("\ntrain.max_minutes {} reached at epoch {} step {}/{}\n", max_minutes, epoch, bi + 1,
+        log << fmt::format("\ntrain.max_minutes {} reached at epoch {} step {}/{}\n", max_minutes, epoch, bi + 1,
                                  batches.size());
         break;
       }
-      if (g_stop) {
+      if (stop_now) {
         const std::string path = (fs::path(a.out) / "interrupted.safetensors").string();
         // Resuming from it reruns this epoch from its start (with the weights reached so far).
-        train::save_checkpoint(path, model, opt.get(), meta(epoch - 1));
+        if (lead) train::save_checkpoint(path, model, opt.get(), meta(epoch - 1));
         std::signal(SIGINT, SIG_DFL);
-        std::cerr << fmt::format("\ninterrupted at epoch {} step {}: saved {}\n", epoch, step, path);
+        log << fmt::format("\ninterrupted at epoch {} step {}: saved {}\n", epoch, step, path);
         std::exit(130);
       }
     }
     model.train(false);
     const double train_secs = seconds_since(t_epoch);
-    const Scores v = evaluate(model, t, t.valid, greedy, dbatch, max_src, c.get_int("train.valid_limit"));
+    // Rank 0 validates; the others take its score, so that every rank stops at the same epoch.
+    Scores v;
+    if (lead) v = evaluate(model, t, t.valid, greedy, dbatch, max_src, c.get_int("train.valid_limit"));
+    v.main = dist::sum_over_ranks(*comm, {lead ? v.main : 0.0})[0];
     const bool improved = v.main > best;
     if (improved) best = v.main;
     bad_epochs = improved ? 0 : bad_epochs + 1;
-    if (tty) std::cerr << "\n";
-    std::cerr << fmt::format("epoch {} train loss {:.4f} valid (greedy) {}{} ({:.0f} s train, {:.0f} s valid)\n", epoch,
+    if (tty) log << "\n";
+    log << fmt::format("epoch {} train loss {:.4f} valid (greedy) {}{} ({:.0f} s train, {:.0f} s valid)\n", epoch,
                              loss_sum / static_cast<double>(std::max<int64_t>(1, seen)), v.summary,
                              improved ? " *" : "", train_secs, seconds_since(t_epoch) - train_secs);
     nlohmann::json row{{"kind", "epoch"}, {"epoch", epoch}, {"step", step},
                        {"train_loss", loss_sum / static_cast<double>(std::max<int64_t>(1, seen))},
                        {"lr", opt->lr()}, {"seconds", seconds_since(t_epoch)},
                        {"target_tokens_per_s", static_cast<double>(tokens) / train_secs}, {"valid", v.json}};
-    metrics << row.dump() << std::endl;
-    train::save_checkpoint((fs::path(a.out) / "last.safetensors").string(), model, opt.get(), meta(epoch));
-    if (improved) train::save_checkpoint((fs::path(a.out) / "best.safetensors").string(), model, nullptr, meta(epoch));
+    if (lead) {
+      metrics << row.dump() << std::endl;
+      train::save_checkpoint((fs::path(a.out) / "last.safetensors").string(), model, opt.get(), meta(epoch));
+      if (improved) train::save_checkpoint((fs::path(a.out) / "best.safetensors").string(), model, nullptr, meta(epoch));
+    }
     if (c.get_int("train.patience") > 0 && bad_epochs >= c.get_int("train.patience")) {
-      std::cerr << fmt::format("early stop: no validation improvement for {} epochs\n", bad_epochs);
+      log << fmt::format("early stop: no validation improvement for {} epochs\n", bad_epochs);
       break;
     }
   }
   std::signal(SIGINT, SIG_DFL);
   const double train_minutes = seconds_since(t_start) / 60;
-  if (t.test.sources.empty()) return;
+  comm->barrier();  // checkpoints written before anyone reads them
+  if (t.test.sources.empty() || !lead) return;
   models::Seq2Seq best_model(model_options(c, t), rng);
   const fs::path best_path = fs::path(a.out) / "best.safetensors";
   if (fs::exists(best_path)) {

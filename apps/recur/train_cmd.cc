@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "commands.h"
@@ -22,7 +23,9 @@
 #include "recur/data/series.h"
 #include "recur/data/subword.h"
 #include "recur/data/text.h"
+#include "recur/dist/data_parallel.h"
 #include "recur/models/seq2vec.h"
+#include "recur/ops/basic.h"
 #include "recur/ops/loss.h"
 #include "recur/train/checkpoint.h"
 #include "recur/train/optimizer.h"
@@ -73,7 +76,12 @@ std::vector<ConfigKey> train_schema() {
       {"model.dropout", V::Float, "0.0", "dropout on the pooled vector and the head", {}},
       {"model.rnn_dropout", V::Float, "0.0", "dropout between stacked recurrent layers", {}},
       {"train.epochs", V::Int, "10", "passes over the training set", {}},
-      {"train.batch", V::Int, "64", "examples per batch", {}},
+      {"train.batch", V::Int, "64", "examples per micro-batch; a step's global batch is batch x accumulate, split "
+       "over all ranks", {}},
+      {"train.accumulate", V::Int, "1", "micro-batches whose gradients are accumulated into one step", {}},
+      {"train.communicator", V::String, "auto",
+       "data parallelism: auto (MPI when started by mpirun, else local), local, mpi or nccl",
+       {"auto", "local", "mpi", "nccl"}},
       {"train.max_tokens", V::Int, "0", "token budget per batch (0: none)", {}},
       {"train.optimizer", V::String, "adam", "optimizer", {"adam", "adamw", "sgd"}},
       {"train.lr", V::Float, "0.002", "peak learning rate", {}},
@@ -466,6 +474,12 @@ void run_train(const TrainSettings& s) {
   }
   set_num_threads(static_cast<int>(c.get_int("train.threads")));
   const Device dev = select_device(c.get_string("train.device"), c.get_bool("train.allow_tf32"));
+  // Data parallelism (docs/DISTRIBUTED.md): token-balanced shards of every global batch, gradients
+  // averaged by example count; one process is a world of one. Only rank 0 logs and writes.
+  const std::unique_ptr<dist::Communicator> comm = dist::make_communicator(c.get_string("train.communicator"));
+  const bool lead = comm->rank() == 0;
+  static std::ostream null_log(nullptr);
+  std::ostream& log = lead ? std::cerr : null_log;
   TaskData t = load_task(c, true);
   RECUR_CHECK(!t.train.examples.empty() && !t.valid.examples.empty(),
               "train: {} training and {} validation examples; need at least one of each", t.train.examples.size(),
@@ -476,10 +490,13 @@ void run_train(const TrainSettings& s) {
   model.to(dev);  // before the optimizer: its slots live beside the parameters
   auto params = model.named_parameters();
   auto opt = make_optimizer(c, params);
-  const int64_t epochs = c.get_int("train.epochs"), batch = c.get_int("train.batch");
+  const int64_t epochs = c.get_int("train.epochs"), accumulate = c.get_int("train.accumulate");
+  RECUR_CHECK(accumulate >= 1 && c.get_int("train.batch") >= 1, "train: train.batch ({}) and train.accumulate ({}) must be at least 1",
+              c.get_int("train.batch"), accumulate);
+  const int64_t batch = c.get_int("train.batch") * accumulate;  // the global batch of one step
   data::BatchingOptions bo;
   bo.max_batch = batch;
-  bo.max_tokens = c.get_int("train.max_tokens");
+  bo.max_tokens = c.get_int("train.max_tokens") * accumulate;
   bo.seed = seed;
   const int64_t steps_per_epoch = static_cast<int64_t>(data::make_batches(t.train, bo, 0).size());
   train::LrScheduleOptions so;
@@ -492,7 +509,7 @@ void run_train(const TrainSettings& s) {
   so.total_steps = epochs * steps_per_epoch;
   so.step_size = std::max<int64_t>(1, steps_per_epoch);
 
-  fs::create_directories(s.out);
+  if (lead) fs::create_directories(s.out);
   int64_t start_epoch = 1, step = 0, bad_epochs = 0;
   double best = -1e300;
   auto meta = [&](int64_t epoch) {
@@ -505,16 +522,21 @@ void run_train(const TrainSettings& s) {
     start_epoch = m.at("epoch").get<int64_t>() + 1;
     step = m.at("step").get<int64_t>();
     best = m.at("best_score").get<double>();
-    std::cerr << fmt::format("resumed from {} after epoch {} (step {})\n", s.resume, start_epoch - 1, step);
+    log << fmt::format("resumed from {} after epoch {} (step {})\n", s.resume, start_epoch - 1, step);
   }
-  std::ofstream metrics(fs::path(s.out) / "metrics.jsonl", std::ios::app);
+  dist::broadcast_parameters(params, *comm);
+  std::optional<dist::GradientReducer> reducer;
+  if (comm->size() > 1) reducer.emplace(params, *comm);
+  std::ofstream metrics;
+  if (lead) metrics.open(fs::path(s.out) / "metrics.jsonl", std::ios::app);
   g_interrupted = 0;
   std::signal(SIGINT, on_sigint);
   const bool tty = isatty(STDERR_FILENO);
   const int64_t log_every = c.get_int("train.log_every");
-  std::cerr << fmt::format("train: {} train / {} valid / {} test examples, {} parameters, {} steps per epoch\n",
-                           t.train.examples.size(), t.valid.examples.size(), t.test.examples.size(),
-                           model.num_parameters(), steps_per_epoch);
+  log << fmt::format("train: {} train / {} valid / {} test examples, {} parameters, {} steps per epoch{}\n",
+                     t.train.examples.size(), t.valid.examples.size(), t.test.examples.size(), model.num_parameters(),
+                     steps_per_epoch,
+                     comm->size() > 1 ? fmt::format(" over {} ranks ({})", comm->size(), comm->name()) : "");
   const auto t_start = std::chrono::steady_clock::now();
   for (int64_t epoch = start_epoch; epoch <= epochs; ++epoch) {
     const auto t_epoch = std::chrono::steady_clock::now();
@@ -522,28 +544,58 @@ void run_train(const TrainSettings& s) {
     int64_t tokens = 0, seen = 0;
     auto batches = data::make_batches(t.train, bo, static_cast<uint64_t>(epoch));
     for (size_t bi = 0; bi < batches.size(); ++bi) {
-      data::Batch b = data::collate(t.train, batches[bi]);
+      // This rank's share of the global batch, balanced by tokens; the loss terms are examples.
+      std::vector<dist::ShardItem> items;
+      for (size_t k = 0; k < batches[bi].size(); ++k)
+        items.push_back({static_cast<int64_t>(k), t.train.length(batches[bi][k])});
+      const dist::Shard mine = dist::shard(items, comm->rank(), comm->size());
+      const int64_t n_mine = static_cast<int64_t>(mine.indices.size());
       opt->set_lr(train::lr_at(so, step));
-      Tape tape;
       opt->zero_grad();
-      Var out = model.forward(tape, b.x.to(dev), b.layout, mix64(seed ^ static_cast<uint64_t>(step)));
-      Var loss = t.regression ? mse(tape, out, b.targets.to(dev)) : cross_entropy(tape, out, b.labels.to(dev));
-      const double lv = loss.value().item();
+      double local_sum = 0;  // sum over this rank's examples of their loss
+      int64_t local_tokens = 0;
+      for (int64_t k = 0; k < accumulate; ++k) {
+        // Micro-batch k: a slice of the shard; its mean loss weighted by its share of the shard's
+        // examples, so the accumulated gradient is that of the mean over the shard.
+        std::vector<int64_t> idx;
+        for (int64_t i = k * n_mine / accumulate; i < (k + 1) * n_mine / accumulate; ++i)
+          idx.push_back(batches[bi][static_cast<size_t>(mine.indices[static_cast<size_t>(i)])]);
+        if (idx.empty()) continue;
+        data::Batch b = data::collate(t.train, idx);
+        Tape tape;
+        const uint64_t sseed = mix64(seed ^ static_cast<uint64_t>(step)) ^
+                               (comm->size() * accumulate > 1 ? mix64(static_cast<uint64_t>(comm->rank() * accumulate + k + 1)) : 0);
+        Var out = model.forward(tape, b.x.to(dev), b.layout, sseed);
+        Var loss = t.regression ? mse(tape, out, b.targets.to(dev)) : cross_entropy(tape, out, b.labels.to(dev));
+        const double lv = loss.value().item();
+        local_sum += lv * static_cast<double>(b.size());
+        local_tokens += b.layout.tokens();
+        if (!std::isfinite(lv)) continue;  // every rank learns of it below
+        if (b.size() != n_mine)
+          loss = scale(tape, loss, static_cast<float>(static_cast<double>(b.size()) / static_cast<double>(n_mine)));
+        tape.backward(loss);
+      }
+      // One small collective per step carries the loss, the counts and Ctrl-C, so that every rank
+      // takes the same decisions.
+      const std::vector<double> global = dist::sum_over_ranks(
+          *comm, {local_sum, static_cast<double>(n_mine), static_cast<double>(local_tokens), g_interrupted ? 1.0 : 0.0});
+      const double lv = global[1] > 0 ? global[0] / global[1] : 0.0;
       if (!std::isfinite(lv)) {
         RECUR_CHECK(c.get_bool("train.skip_nonfinite"),
                     "train: the loss became {} at epoch {} step {}; lower train.lr, set train.clip, or set "
                     "train.skip_nonfinite: true",
                     lv, epoch, step);
-        std::cerr << fmt::format("\nskipping batch {} of epoch {}: loss {}\n", bi + 1, epoch, lv);
+        log << fmt::format("\nskipping batch {} of epoch {}: loss {}\n", bi + 1, epoch, lv);
         continue;
       }
-      tape.backward(loss);
+      if (reducer) reducer->reduce(n_mine);
       if (c.get_float("train.clip") > 0) train::clip_grad_norm(params, c.get_float("train.clip"));
       opt->step();
       ++step;
       loss_sum += lv;
       ++seen;
-      tokens += b.layout.tokens();
+      tokens += static_cast<int64_t>(global[2]);
+      const bool stop_now = global[3] > 0;
       const double secs = seconds_since(t_epoch);
       const bool log_step = log_every > 0 && step % log_every == 0;
       if (tty || log_step) {
@@ -553,35 +605,37 @@ void run_train(const TrainSettings& s) {
         const std::string bar = tty ? "[" + std::string(static_cast<size_t>(filled), '#') +
                                           std::string(static_cast<size_t>(20 - filled), '.') + "] "
                                     : std::string();
-        std::cerr << fmt::format("{}{}epoch {} step {}/{} loss {:.4f} {:.0f} tok/s ETA {:.0f}s{}", tty ? "\r" : "", bar,
+        log << fmt::format("{}{}epoch {} step {}/{} loss {:.4f} {:.0f} tok/s ETA {:.0f}s{}", tty ? "\r" : "", bar,
                                  epoch, bi + 1, batches.size(), loss_sum / static_cast<double>(seen),
                                  static_cast<double>(tokens) / secs, eta, tty ? "   " : "\n");
       }
-      if (log_step)
+      if (log_step && lead)
         metrics << nlohmann::json{{"kind", "step"}, {"epoch", epoch}, {"step", step},
                                   {"train_loss", loss_sum / static_cast<double>(seen)}, {"lr", opt->lr()},
                                   {"tokens_per_s", static_cast<double>(tokens) / secs}}
                        .dump()
                 << std::endl;
-      if (g_interrupted) {
+      if (stop_now) {
         // `last` stays the end of the previous epoch (what --resume continues exactly); the
         // interrupted state goes beside it.
         const std::string path = (fs::path(s.out) / "interrupted.safetensors").string();
-        train::save_checkpoint(path, model, opt.get(), meta(epoch));
-        std::cerr << fmt::format("\ninterrupted at epoch {} step {}: saved {}; resume with --resume {}\n", epoch, step,
+        if (lead) train::save_checkpoint(path, model, opt.get(), meta(epoch));
+        log << fmt::format("\ninterrupted at epoch {} step {}: saved {}; resume with --resume {}\n", epoch, step,
                                  path, (fs::path(s.out) / "last.safetensors").string());
         std::signal(SIGINT, SIG_DFL);
         throw Interrupted();
       }
     }
-    Metrics v = evaluate_split(model, t, false);
-    const double score = v.score(c.get_string("train.metric"));
+    // Rank 0 validates; the others take its score, so that every rank stops at the same epoch.
+    Metrics v;
+    if (lead) v = evaluate_split(model, t, false);
+    const double score = dist::sum_over_ranks(*comm, {lead ? v.score(c.get_string("train.metric")) : 0.0})[0];
     const bool improved = score > best;
     if (improved) best = score;
     bad_epochs = improved ? 0 : bad_epochs + 1;
     const double secs = seconds_since(t_epoch);
-    if (tty) std::cerr << "\n";
-    std::cerr << fmt::format("epoch {} train loss {:.4f} valid {}{} ({:.0f} s)\n", epoch,
+    if (tty) log << "\n";
+    log << fmt::format("epoch {} train loss {:.4f} valid {}{} ({:.0f} s)\n", epoch,
                              loss_sum / static_cast<double>(seen), v.summary(), improved ? " *" : "", secs);
     nlohmann::json row{{"kind", "epoch"}, {"epoch", epoch}, {"step", step}, {"train_loss", loss_sum / static_cast<double>(seen)},
                        {"valid_loss", v.loss}, {"lr", opt->lr()}, {"seconds", secs},
@@ -589,14 +643,18 @@ void run_train(const TrainSettings& s) {
     if (t.regression) row.update({{"valid_mae", v.mae}, {"valid_naive_mae", v.naive_mae}});
     else row["valid_accuracy"] = v.accuracy;
     if (v.f1 >= 0) row["valid_f1"] = v.f1;
-    metrics << row.dump() << std::endl;
-    train::save_checkpoint((fs::path(s.out) / "last.safetensors").string(), model, opt.get(), meta(epoch));
-    if (improved) train::save_checkpoint((fs::path(s.out) / "best.safetensors").string(), model, nullptr, meta(epoch));
+    if (lead) {
+      metrics << row.dump() << std::endl;
+      train::save_checkpoint((fs::path(s.out) / "last.safetensors").string(), model, opt.get(), meta(epoch));
+      if (improved) train::save_checkpoint((fs::path(s.out) / "best.safetensors").string(), model, nullptr, meta(epoch));
+    }
     if (bad_epochs >= c.get_int("train.patience")) {
-      std::cerr << fmt::format("early stop: no validation improvement for {} epochs\n", bad_epochs);
+      log << fmt::format("early stop: no validation improvement for {} epochs\n", bad_epochs);
       break;
     }
   }
+  comm->barrier();  // checkpoints written before anyone reads them
+  if (!lead) return;
   models::Seq2Vec best_model(model_options(c, t.train, t.regression, t.vocab_size()), rng);
   train::load_checkpoint((fs::path(s.out) / "best.safetensors").string(), best_model, nullptr);
   best_model.to(dev);

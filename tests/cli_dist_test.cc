@@ -1,0 +1,138 @@
+// Data-parallel training through the real binary: `mpirun -np 2 recur train` with global batch B
+// gives the same parameters as one process with batch B, and as one process accumulating two
+// micro-batches of B/2 — for a seq2vec (text classification) and a seq2seq (translation) config.
+// Skipped when the build has no MPI communicator or mpirun is missing.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "recur/core/rng.h"
+#include "recur/dist/communicator.h"
+#include "recur/train/safetensors.h"
+#include "test_util.h"
+
+namespace recur {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
+
+class CliDist : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!dist::mpi_compiled()) GTEST_SKIP() << "this build has no MPI communicator";
+    if (!have_mpirun()) GTEST_SKIP() << "mpirun is not installed (scripts/setup.sh installs it)";
+    dir_ = fs::temp_directory_path() / ("recur_cli_dist_" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // Trains `config` with the given overrides, under mpirun when np > 1; returns the final weights.
+  std::map<std::string, Tensor> train(const std::string& config, const std::string& sets, int np,
+                                      const std::string& out) {
+    std::string cmd = "train " + path(config) + " " + sets + " --out " + path(out);
+    test::CommandOutput r;
+    if (np > 1) {
+      const std::string line = fmt::format(
+          "timeout -k 5 120 mpirun --allow-run-as-root --oversubscribe --bind-to none -np {} {} {} 2>&1 </dev/null", np,
+          RECUR_BINARY, cmd);
+      FILE* p = popen(line.c_str(), "r");
+      char buf[4096];
+      size_t n;
+      while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) r.text.append(buf, n);
+      const int status = p ? pclose(p) : -1;
+      r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      // The ranks really formed one job (not np independent copies of the run).
+      EXPECT_NE(r.text.find(fmt::format("over {} ranks (mpi", np)), std::string::npos) << r.text;
+    } else {
+      r = test::run_recur(cmd);
+    }
+    EXPECT_EQ(r.status, 0) << r.text;
+    return load_safetensors(path(out + "/last.safetensors")).tensors;
+  }
+
+  // Every parameter within 1e-5 relative (of the tensor's largest magnitude) of the reference.
+  static void expect_same(const std::map<std::string, Tensor>& a, const std::map<std::string, Tensor>& ref,
+                          const std::string& what) {
+    int compared = 0;
+    for (const auto& [name, t] : ref) {
+      if (name.rfind("optim.", 0) == 0 || t.dtype() != DType::F32) continue;
+      ASSERT_TRUE(a.count(name)) << what << ": " << name;
+      const Tensor& u = a.at(name);
+      ASSERT_EQ(u.shape(), t.shape()) << name;
+      double scale = 0, diff = 0;
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        scale = std::max(scale, static_cast<double>(std::abs(t.f32()[i])));
+        diff = std::max(diff, static_cast<double>(std::abs(u.f32()[i] - t.f32()[i])));
+      }
+      EXPECT_LE(diff, 1e-5 * scale + 1e-7) << what << ": " << name << " differs by " << diff << " (scale " << scale << ")";
+      ++compared;
+    }
+    EXPECT_GT(compared, 3) << what;
+  }
+  fs::path dir_;
+};
+
+TEST_F(CliDist, Seq2VecTwoRanksEqualOneProcessAndAccumulation) {
+  Rng rng(3);
+  for (const char* split : {"train", "valid", "test"}) {
+    std::ofstream f(dir_ / (std::string(split) + ".tsv"));
+    const int n = std::string(split) == "train" ? 400 : 20;
+    for (int i = 0; i < n; ++i) {
+      const bool pos = rng.below(2) == 1;
+      f << (pos ? "pos" : "neg") << "\tthe film was " << (pos ? "good" : "bad");
+      for (uint64_t k = rng.below(6); k > 0; --k) f << (rng.below(2) ? " and long" : " but short");
+      f << "\n";
+    }
+  }
+  std::ofstream(dir_ / "text.yaml") << "task: text\ndata:\n  train: " << path("train.tsv") << "\n  valid: "
+                                    << path("valid.tsv") << "\n  test: " << path("test.tsv")
+                                    << "\n  min_count: 1\nmodel:\n  embed: 8\n  hidden: 8\n  cell: lstm\n"
+                                       "train:\n  epochs: 1\n  lr: 0.01\n  threads: 1\n  schedule: constant\n";
+  // 400 examples in global batches of 8: 50 steps.
+  const auto one = train("text.yaml", "--set train.batch=8", 1, "one");
+  const auto acc = train("text.yaml", "--set train.batch=4 --set train.accumulate=2", 1, "acc");
+  const auto two = train("text.yaml", "--set train.batch=8", 2, "two");
+  expect_same(acc, one, "accumulate 2");
+  expect_same(two, one, "2 ranks");
+}
+
+TEST_F(CliDist, Seq2SeqTwoRanksEqualOneProcessAndAccumulation) {
+  Rng rng(4);
+  for (const char* split : {"train", "valid"}) {
+    std::ofstream f(dir_ / (std::string(split) + ".tsv"));
+    const int n = std::string(split) == "train" ? 400 : 10;
+    for (int i = 0; i < n; ++i) {
+      std::string s, t;
+      const int len = 1 + static_cast<int>(rng.below(6));
+      for (int k = 0; k < len; ++k) {
+        const char c = static_cast<char>('a' + rng.below(5));
+        s = s + c;
+        t = c + t;
+      }
+      f << s << "\t" << t << "\n";
+    }
+  }
+  std::ofstream(dir_ / "rev.yaml") << "task: translation\ndata:\n  train: " << path("train.tsv") << "\n  valid: "
+                                   << path("valid.tsv")
+                                   << "\n  source_tokenizer: char\n  target_tokenizer: char\n"
+                                      "model:\n  embed: 8\n  target_embed: 8\n  encoder_hidden: 8\n  decoder_hidden: 16\n"
+                                      "  dropout: 0.0\n  input_feeding: true\n"
+                                      "train:\n  epochs: 1\n  lr: 0.01\n  threads: 1\n  schedule: constant\n"
+                                      "  warmup_steps: 0\n  label_smoothing: 0.1\n";
+  const auto one = train("rev.yaml", "--set train.batch=8", 1, "one");
+  const auto acc = train("rev.yaml", "--set train.batch=4 --set train.accumulate=2", 1, "acc");
+  const auto two = train("rev.yaml", "--set train.batch=8", 2, "two");
+  expect_same(acc, one, "accumulate 2");
+  expect_same(two, one, "2 ranks");
+}
+
+}  // namespace
+}  // namespace recur
