@@ -90,6 +90,8 @@ std::vector<ConfigKey> seq2seq_schema() {
       {"train.communicator", V::String, "auto",
        "data parallelism: auto (MPI when started by mpirun, else local), local, mpi or nccl",
        {"auto", "local", "mpi", "nccl"}},
+      {"train.comm_timeout", V::Float, "600",
+       "seconds a rank waits at a collective (e.g. while rank 0 validates) before ending the job", {}},
       {"train.optimizer", V::String, "adam", "optimizer", {"adam", "adamw", "sgd"}},
       {"train.lr", V::Float, "0.002", "peak learning rate", {}},
       {"train.weight_decay", V::Float, "0.0", "weight decay", {}},
@@ -472,7 +474,7 @@ Config resolve(const std::string& path, const std::vector<std::string>& sets) {
 }
 
 Device select_device(const Config& c) {
-  const Device dev = Device::parse(c.get_string("train.device"));
+  const Device dev = dist::rank_device(c.get_string("train.device"));
   cuda::require(dev);
   cuda::set_allow_tf32(c.get_bool("train.allow_tf32"));
   return dev;
@@ -513,7 +515,10 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
   // Data parallelism: every rank holds the model, takes a token-balanced shard of each global
   // batch, and the gradients are averaged by token count (docs/DISTRIBUTED.md). One process is
   // the local communicator, a world of one. Only rank 0 writes logs and checkpoints.
-  const std::unique_ptr<dist::Communicator> comm = dist::make_communicator(c.get_string("train.communicator"));
+  dist::CommOptions copt;
+  copt.timeout_s = c.get_float("train.comm_timeout");
+  if (dev.is_cuda()) copt.device = dev;
+  const std::unique_ptr<dist::Communicator> comm = dist::make_communicator(c.get_string("train.communicator"), copt);
   const bool lead = comm->rank() == 0;
   std::ostream& log = lead ? std::cerr : null_stream();
   // Resuming keeps the checkpoint's tokenizers: the weights belong to its id mapping.

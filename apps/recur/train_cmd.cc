@@ -82,6 +82,8 @@ std::vector<ConfigKey> train_schema() {
       {"train.communicator", V::String, "auto",
        "data parallelism: auto (MPI when started by mpirun, else local), local, mpi or nccl",
        {"auto", "local", "mpi", "nccl"}},
+      {"train.comm_timeout", V::Float, "600",
+       "seconds a rank waits at a collective (e.g. while rank 0 validates) before ending the job", {}},
       {"train.max_tokens", V::Int, "0", "token budget per batch (0: none)", {}},
       {"train.optimizer", V::String, "adam", "optimizer", {"adam", "adamw", "sgd"}},
       {"train.lr", V::Float, "0.002", "peak learning rate", {}},
@@ -457,7 +459,7 @@ Config resolve_config(const std::string& path, const std::vector<std::string>& s
 // The device a command runs on (train.device, or --device over it), checked to exist; sets the
 // GPU's TF32 choice.
 Device select_device(const std::string& name, bool allow_tf32) {
-  const Device dev = Device::parse(name);
+  const Device dev = dist::rank_device(name);
   cuda::require(dev);
   cuda::set_allow_tf32(allow_tf32);
   return dev;
@@ -476,7 +478,10 @@ void run_train(const TrainSettings& s) {
   const Device dev = select_device(c.get_string("train.device"), c.get_bool("train.allow_tf32"));
   // Data parallelism (docs/DISTRIBUTED.md): token-balanced shards of every global batch, gradients
   // averaged by example count; one process is a world of one. Only rank 0 logs and writes.
-  const std::unique_ptr<dist::Communicator> comm = dist::make_communicator(c.get_string("train.communicator"));
+  dist::CommOptions copt;
+  copt.timeout_s = c.get_float("train.comm_timeout");
+  if (dev.is_cuda()) copt.device = dev;
+  const std::unique_ptr<dist::Communicator> comm = dist::make_communicator(c.get_string("train.communicator"), copt);
   const bool lead = comm->rank() == 0;
   static std::ostream null_log(nullptr);
   std::ostream& log = lead ? std::cerr : null_log;

@@ -64,6 +64,12 @@ void LocalCommunicator::abort(int code) { std::_Exit(code); }
 
 bool launched_by_mpirun() { return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr; }
 
+Device rank_device(const std::string& name) {
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  if (name == "cuda" && local != nullptr) return Device::parse(fmt::format("cuda:{}", std::atoi(local)));
+  return Device::parse(name);
+}
+
 std::unique_ptr<Communicator> make_communicator(Backend backend, const CommOptions& options) {
   switch (backend) {
     case Backend::Auto:

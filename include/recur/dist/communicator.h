@@ -135,6 +135,9 @@ std::unique_ptr<Communicator> make_communicator(const std::string& kind, const C
 
 /// True when this process was started by OpenMPI's mpirun (OMPI_COMM_WORLD_SIZE is set).
 bool launched_by_mpirun();
+/// The device a rank trains on: Device::parse(name), except that a bare "cuda" in a process
+/// started by mpirun means cuda:<local rank> — one GPU per process on each machine.
+Device rank_device(const std::string& name);
 /// Whether this build contains the MPI / NCCL communicators.
 bool mpi_compiled();
 bool nccl_compiled();
