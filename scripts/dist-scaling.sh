@@ -8,11 +8,12 @@ MIN=${1:-1}
 BIN=${BIN:-build/bin/recur}
 OUT=${OUT:-out/dist-scaling}
 rm -rf "$OUT"
+mkdir -p "$OUT"
 common=(--threads 1 --set train.max_minutes="$MIN" --set train.epochs=1 --set train.valid_limit=50
         --set data.test_words=200 --set data.valid_words=200 --set decode.beam=1)
-"$BIN" train configs/g2p-cmudict.yaml "${common[@]}" --out "$OUT/1" >"$OUT.1.log" 2>&1
+"$BIN" train configs/g2p-cmudict.yaml "${common[@]}" --out "$OUT/1" >"$OUT/1.log" 2>&1
 mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2 \
-  "$BIN" train configs/g2p-cmudict.yaml "${common[@]}" --out "$OUT/2" >"$OUT.2.log" 2>&1
+  "$BIN" train configs/g2p-cmudict.yaml "${common[@]}" --out "$OUT/2" >"$OUT/2.log" 2>&1
 python3 - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
