@@ -134,5 +134,40 @@ TEST_F(CliDist, Seq2SeqTwoRanksEqualOneProcessAndAccumulation) {
   expect_same(two, one, "2 ranks");
 }
 
+// Killing one of two ranks mid-training: the job ends non-zero, soon, naming the dead rank.
+TEST_F(CliDist, KillingARankMidTrainingEndsTheJobNamingIt) {
+  {
+    std::ofstream f(dir_ / "train.tsv");
+    for (int i = 0; i < 3000; ++i) f << "a b c\tc b a\n";
+  }
+  std::ofstream(dir_ / "long.yaml") << "task: translation\ndata:\n  train: " << path("train.tsv") << "\n  valid: "
+                                    << path("train.tsv")
+                                    << "\nmodel:\n  embed: 8\n  target_embed: 8\n  encoder_hidden: 8\n  decoder_hidden: 16\n"
+                                       "train:\n  epochs: 50\n  batch: 4\n  threads: 1\n  log_every: 1\n"
+                                       "  comm_timeout: 20\n";
+  // Start the job, wait for its first step, then SIGKILL the process of rank 1.
+  std::ofstream(dir_ / "kill.sh")
+      << "cd " << dir_.string() << "\n"
+      << "mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2 " << RECUR_BINARY
+      << " train long.yaml --out run > job.log 2>&1 &\n"
+         "job=$!\n"
+         "for i in $(seq 300); do grep -q ' step ' job.log && break; sleep 0.1; done\n"
+         "for p in $(pgrep -f 'train long.yaml'); do\n"
+         "  if tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then kill -9 $p; fi\n"
+         "done\n"
+         "start=$(date +%s)\n"
+         "wait $job; echo \"exit=$? after=$(( $(date +%s) - start ))\" >> job.log\n";
+  ASSERT_EQ(std::system(("timeout -k 5 90 bash " + path("kill.sh")).c_str()), 0);
+  std::ifstream in(dir_ / "job.log");
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_NE(log.find(" step "), std::string::npos) << log;
+  EXPECT_EQ(log.find("exit=0 "), std::string::npos) << log;
+  EXPECT_NE(log.find("exit="), std::string::npos) << log;
+  EXPECT_NE(log.find("rank 1"), std::string::npos) << log;
+  const auto at = log.find("after=");
+  ASSERT_NE(at, std::string::npos) << log;
+  EXPECT_LE(std::stoi(log.substr(at + 6)), 25) << log;
+}
+
 }  // namespace
 }  // namespace recur
