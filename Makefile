@@ -28,7 +28,6 @@ test-asan: setup
 	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DRECUR_SANITIZE=ON -DRECUR_CUDA=OFF
 	cmake --build $(BUILD)-asan -j $(JOBS) --target recur_tests recur_cli
 	cd $(BUILD)-asan && RECUR_NO_CACHE=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan-mpi.supp \
 	  ctest --output-on-failure -j $(JOBS)
 
 # libFuzzer on the safetensors reader for FUZZ_SECONDS (default 60).
