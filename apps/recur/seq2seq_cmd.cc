@@ -596,11 +596,16 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
     int64_t tokens = 0, seen = 0;
     const auto batches = make_batches(t.train, batch, seed ^ mix64(static_cast<uint64_t>(epoch)));
     for (size_t bi = 0; bi < batches.size(); ++bi) {
-      // This rank's share of the global batch, balanced by target tokens (the loss terms).
+      // This rank's share of the global batch, balanced by source + target tokens (the work); the
+      // gradients are then weighted by target tokens (the loss terms).
       std::vector<dist::ShardItem> items;
-      for (size_t k = 0; k < batches[bi].size(); ++k)
-        items.push_back({static_cast<int64_t>(k), static_cast<int64_t>(t.train[batches[bi][k]].target.size()) + 1});
+      for (size_t k = 0; k < batches[bi].size(); ++k) {
+        const Pair& p = t.train[batches[bi][k]];
+        items.push_back({static_cast<int64_t>(k), static_cast<int64_t>(p.source.size() + p.target.size()) + 1});
+      }
       const dist::Shard mine = dist::shard(items, comm->rank(), comm->size());
+      int64_t mine_terms = 0;  // target tokens of this shard, <eos> included
+      for (int64_t i : mine.indices) mine_terms += static_cast<int64_t>(t.train[batches[bi][static_cast<size_t>(i)]].target.size()) + 1;
       opt->zero_grad();
       double local_sum = 0;  // sum over this rank's target tokens of their loss
       const int64_t n_mine = static_cast<int64_t>(mine.indices.size());
@@ -625,20 +630,20 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
         const double lv = loss.value().to(Device::cpu()).item();
         local_sum += lv * static_cast<double>(tb.layout.tokens());
         if (!std::isfinite(lv)) continue;  // every rank learns of it below and stops
-        if (tb.layout.tokens() != mine.tokens)
+        if (tb.layout.tokens() != mine_terms)
           loss = scale(tape, loss, static_cast<float>(static_cast<double>(tb.layout.tokens()) /
-                                                      static_cast<double>(mine.tokens)));
+                                                      static_cast<double>(mine_terms)));
         tape.backward(loss);
       }
       // One small collective per step carries the loss, the token count, Ctrl-C and rank 0's clock,
       // so that every rank takes the same decisions (stop, learning rate).
       const double local_time = spent_before + seconds_since(t_train);
       const std::vector<double> global = dist::sum_over_ranks(
-          *comm, {local_sum, static_cast<double>(mine.tokens), g_stop ? 1.0 : 0.0, lead ? local_time : 0.0});
+          *comm, {local_sum, static_cast<double>(mine_terms), g_stop ? 1.0 : 0.0, lead ? local_time : 0.0});
       const double lv = global[1] > 0 ? global[0] / global[1] : 0.0, elapsed = global[3];
       RECUR_CHECK(std::isfinite(lv), "train: the loss became {} at epoch {} step {}; lower train.lr or set train.clip",
                   lv, epoch, step);
-      if (reducer) reducer->reduce(mine.tokens);
+      if (reducer) reducer->reduce(mine_terms);
       if (c.get_float("train.clip") > 0) train::clip_grad_norm(params, c.get_float("train.clip"));
       // On a time budget the cosine follows the larger of the step and time shares, so the rate
       // anneals fully by the deadline however fast the machine is.
