@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <vector>
+
 #include "recur/core/allocator.h"
 #include "recur/core/tape.h"
 #include "recur/core/tensor.h"
@@ -65,6 +68,38 @@ TEST(ThreadPool, ParallelForCoversRangeOnce) {
     for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
   });
   for (int h : hits) EXPECT_EQ(h, 1);
+}
+
+// Denormal results flush to zero (and denormal inputs read as zero) on the caller and on every
+// pool thread, and set_flush_denormals(false) brings them back everywhere.
+TEST(ThreadPool, FlushesDenormalsOnEveryThread) {
+#if !defined(__x86_64__) && !defined(__i386__)
+  GTEST_SKIP() << "flush-to-zero is set through x86's MXCSR";
+#endif
+  const int threads_before = num_threads();
+  set_num_threads(3);
+  auto products = [] {
+    std::vector<float> out(static_cast<size_t>(num_threads()), -1.0f);
+    thread_pool().run_on_all([&](int i) {
+      volatile float a = 1e-30f, b = 1e-10f;  // a * b = 1e-40: below FLT_MIN (1.18e-38)
+      out[static_cast<size_t>(i)] = a * b;
+    });
+    return out;
+  };
+  const bool was = flush_denormals();
+  set_flush_denormals(true);
+  for (float v : products()) EXPECT_EQ(v, 0.0f);
+  volatile float tiny = std::numeric_limits<float>::denorm_min();
+  volatile float one = 1.0f;
+  EXPECT_EQ(tiny * one, 0.0f) << "denormals-are-zero on the calling thread";
+  set_flush_denormals(false);
+  for (float v : products()) {
+    EXPECT_GT(v, 0.0f);
+    EXPECT_LT(v, std::numeric_limits<float>::min());
+  }
+  EXPECT_GT(tiny * one, 0.0f);
+  set_flush_denormals(was);
+  set_num_threads(threads_before);
 }
 
 TEST(Tape, ChainAccumulatesAndNoGrad) {

@@ -54,5 +54,10 @@ ThreadPool& thread_pool();
 /// the same n threads and never oversubscribe the cores.
 void set_num_threads(int n);
 int num_threads();
+/// Flush-to-zero / denormals-are-zero on the caller and every pool thread (on by default; the
+/// environment variable RECUR_KEEP_DENORMALS=1 starts with it off). Arithmetic on denormals is
+/// ~100x slower on x86 and the values are below float's useful range for training.
+void set_flush_denormals(bool on);
+bool flush_denormals();
 
 }  // namespace recur
