@@ -14,6 +14,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "commands.h"
+#include "train_common.h"
 #include "config.h"
 #include "recur/core/cuda.h"
 #include "recur/core/thread_pool.h"
@@ -34,15 +35,6 @@ namespace recur::cli {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// Where the log lines of ranks other than 0 go.
-std::ostream& null_stream() {
-  static std::ostream sink(nullptr);
-  return sink;
-}
 
 std::vector<ConfigKey> seq2seq_schema() {
   using V = ValueType;
@@ -429,28 +421,6 @@ std::vector<std::vector<size_t>> make_batches(const std::vector<Pair>& pairs, in
   return out;
 }
 
-std::unique_ptr<train::Optimizer> make_optimizer(const Config& c, const train::NamedParams& params) {
-  const std::string kind = c.get_string("train.optimizer");
-  const double lr = c.get_float("train.lr"), wd = c.get_float("train.weight_decay");
-  if (kind == "sgd") {
-    train::SgdOptions o;
-    o.lr = lr;
-    o.momentum = c.get_float("train.momentum");
-    o.weight_decay = wd;
-    return std::make_unique<train::Sgd>(params, o);
-  }
-  if (kind == "adamw") {
-    train::AdamWOptions o;
-    o.lr = lr;
-    o.weight_decay = wd;
-    return std::make_unique<train::AdamW>(params, o);
-  }
-  train::AdamOptions o;
-  o.lr = lr;
-  o.weight_decay = wd;
-  return std::make_unique<train::Adam>(params, o);
-}
-
 // Values the schema's types allow but the task cannot use.
 void check_config(const Config& c) {
   for (const char* key : {"train.epochs", "train.batch", "train.accumulate", "decode.batch", "decode.beam", "data.max_source_len",
@@ -474,14 +444,8 @@ Config resolve(const std::string& path, const std::vector<std::string>& sets) {
 }
 
 Device select_device(const Config& c) {
-  const Device dev = dist::rank_device(c.get_string("train.device"));
-  cuda::require(dev);
-  cuda::set_allow_tf32(c.get_bool("train.allow_tf32"));
-  return dev;
+  return cli::select_device(c.get_string("train.device"), c.get_bool("train.allow_tf32"));
 }
-
-volatile std::sig_atomic_t g_stop = 0;
-extern "C" void on_sigint_seq2seq(int) { g_stop = 1; }
 
 }  // namespace
 
@@ -509,18 +473,15 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
     std::cout << c.dump_yaml();
     return;
   }
-  set_num_threads(static_cast<int>(c.get_int("train.threads")));
-  const Device dev = select_device(c);
   const auto t_start = Clock::now();
   // Data parallelism: every rank holds the model, takes a token-balanced shard of each global
   // batch, and the gradients are averaged by token count (docs/DISTRIBUTED.md). One process is
   // the local communicator, a world of one. Only rank 0 writes logs and checkpoints.
-  dist::CommOptions copt;
-  copt.timeout_s = c.get_float("train.comm_timeout");
-  if (dev.is_cuda()) copt.device = dev;
-  const std::unique_ptr<dist::Communicator> comm = dist::make_communicator(c.get_string("train.communicator"), copt);
-  const bool lead = comm->rank() == 0;
-  std::ostream& log = lead ? std::cerr : null_stream();
+  TrainProcess proc = start_training_process(c);
+  const Device dev = proc.device;
+  dist::Communicator& comm = *proc.comm;
+  const bool lead = proc.lead;
+  std::ostream& log = *proc.log;
   // Resuming keeps the checkpoint's tokenizers: the weights belong to its id mapping.
   const nlohmann::json resume_meta = a.resume.empty() ? nlohmann::json() : train::read_checkpoint_config(a.resume);
   Task t = load_task(c, true, resume_meta);
@@ -535,16 +496,7 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
   const int64_t epochs = c.get_int("train.epochs"), accumulate = c.get_int("train.accumulate");
   const int64_t batch = c.get_int("train.batch") * accumulate;  // the global batch of one step
   const int64_t steps_per_epoch = (static_cast<int64_t>(t.train.size()) + batch - 1) / batch;
-  train::LrScheduleOptions so;
-  const std::string sched = c.get_string("train.schedule");
-  so.kind = sched == "cosine" ? train::LrScheduleKind::Cosine
-            : sched == "step" ? train::LrScheduleKind::Step
-                              : train::LrScheduleKind::Constant;
-  so.base_lr = c.get_float("train.lr");
-  // A short run (few steps) must still reach the peak rate and anneal: warmup takes at most a tenth.
-  so.warmup_steps = std::min(c.get_int("train.warmup_steps"), epochs * steps_per_epoch / 10);
-  so.total_steps = epochs * steps_per_epoch;
-  so.step_size = std::max<int64_t>(1, steps_per_epoch);
+  const train::LrScheduleOptions so = schedule_options(c, steps_per_epoch, true);
   CrossEntropyOptions ce;
   ce.label_smoothing = static_cast<float>(c.get_float("train.label_smoothing"));
   ce.ignore_index = -100;
@@ -572,13 +524,11 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
     log << fmt::format("resumed from {} after epoch {} (step {})\n", a.resume, start_epoch - 1, step);
   }
   // Every rank starts from rank 0's weights (identical anyway when seeded alike, or all resumed).
-  dist::broadcast_parameters(params, *comm);
-  std::optional<dist::GradientReducer> reducer;
-  if (comm->size() > 1) reducer.emplace(params, *comm);
+  dist::broadcast_parameters(params, comm);
+  DataParallelStep stepper(comm, *opt, params, accumulate, c.get_float("train.clip"));
   std::ofstream metrics;
   if (lead) metrics.open(fs::path(a.out) / "metrics.jsonl", std::ios::app);
-  g_stop = 0;
-  std::signal(SIGINT, on_sigint_seq2seq);
+  SigintScope sigint;
   const bool tty = isatty(STDERR_FILENO);
   const int64_t log_every = c.get_int("train.log_every");
   const double max_minutes = c.get_float("train.max_minutes");
@@ -586,7 +536,7 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
                      "sentences{}\n",
                      t.train.size(), t.valid.sources.size(), t.test.sources.size(), model.num_parameters(),
                      steps_per_epoch, batch,
-                     comm->size() > 1 ? fmt::format(" over {} ranks ({})", comm->size(), comm->name()) : "");
+                     comm.size() > 1 ? fmt::format(" over {} ranks ({})", comm.size(), comm.name()) : "");
   t_train = Clock::now();
   bool out_of_time = false;
   for (int64_t epoch = start_epoch; epoch <= epochs && !out_of_time; ++epoch) {
@@ -597,64 +547,42 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
     const auto batches = make_batches(t.train, batch, seed ^ mix64(static_cast<uint64_t>(epoch)));
     for (size_t bi = 0; bi < batches.size(); ++bi) {
       // This rank's share of the global batch, balanced by source + target tokens (the work); the
-      // gradients are then weighted by target tokens (the loss terms).
+      // gradients are then weighted by target tokens (the loss terms, <eos> included).
+      const std::vector<size_t>& global = batches[bi];
+      auto pair = [&](int64_t i) -> const Pair& { return t.train[global[static_cast<size_t>(i)]]; };
       std::vector<dist::ShardItem> items;
-      for (size_t k = 0; k < batches[bi].size(); ++k) {
-        const Pair& p = t.train[batches[bi][k]];
+      for (size_t k = 0; k < global.size(); ++k) {
+        const Pair& p = t.train[global[k]];
         items.push_back({static_cast<int64_t>(k), static_cast<int64_t>(p.source.size() + p.target.size()) + 1});
       }
-      const dist::Shard mine = dist::shard(items, comm->rank(), comm->size());
-      int64_t mine_terms = 0;  // target tokens of this shard, <eos> included
-      for (int64_t i : mine.indices) mine_terms += static_cast<int64_t>(t.train[batches[bi][static_cast<size_t>(i)]].target.size()) + 1;
-      opt->zero_grad();
-      double local_sum = 0;  // sum over this rank's target tokens of their loss
-      const int64_t n_mine = static_cast<int64_t>(mine.indices.size());
-      for (int64_t k = 0; k < accumulate; ++k) {
-        // Micro-batch k: a contiguous slice of the shard; its mean loss weighted by its share of
-        // the shard's tokens, so the accumulated gradient is that of the mean over the shard.
-        std::vector<std::vector<int64_t>> src, tgt;
-        for (int64_t i = k * n_mine / accumulate; i < (k + 1) * n_mine / accumulate; ++i) {
-          const Pair& p = t.train[batches[bi][static_cast<size_t>(mine.indices[static_cast<size_t>(i)])]];
-          src.push_back(p.source);
-          tgt.push_back(p.target);
-        }
-        if (src.empty()) continue;
-        PackedBatch sl;
-        const Tensor s = models::pack_ids(src, &sl).to(dev);
-        const models::TargetBatch tb = models::make_target_batch(tgt, data::g2p::kBos, data::g2p::kEos);
-        Tape tape;
-        const uint64_t sseed = mix64(seed ^ static_cast<uint64_t>(step)) ^ mix64(static_cast<uint64_t>(comm->rank() * accumulate + k));
-        models::Encoded enc = model.encode(tape, s, sl, sseed);
-        Var logits = model.forward(tape, enc, tb.input.to(dev), tb.layout, sseed);
-        Var loss = cross_entropy(tape, logits, tb.output.to(dev), ce);
-        const double lv = loss.value().to(Device::cpu()).item();
-        local_sum += lv * static_cast<double>(tb.layout.tokens());
-        if (!std::isfinite(lv)) continue;  // every rank learns of it below and stops
-        if (tb.layout.tokens() != mine_terms)
-          loss = scale(tape, loss, static_cast<float>(static_cast<double>(tb.layout.tokens()) /
-                                                      static_cast<double>(mine_terms)));
-        tape.backward(loss);
-      }
-      // One small collective per step carries the loss, the token count, Ctrl-C and rank 0's clock,
-      // so that every rank takes the same decisions (stop, learning rate).
-      const double local_time = spent_before + seconds_since(t_train);
-      const std::vector<double> global = dist::sum_over_ranks(
-          *comm, {local_sum, static_cast<double>(mine_terms), g_stop ? 1.0 : 0.0, lead ? local_time : 0.0});
-      const double lv = global[1] > 0 ? global[0] / global[1] : 0.0, elapsed = global[3];
-      RECUR_CHECK(std::isfinite(lv), "train: the loss became {} at epoch {} step {}; lower train.lr or set train.clip",
-                  lv, epoch, step);
-      if (reducer) reducer->reduce(mine_terms);
-      if (c.get_float("train.clip") > 0) train::clip_grad_norm(params, c.get_float("train.clip"));
+      const StepTotals st = stepper.run(
+          items, [&](int64_t i) { return static_cast<int64_t>(pair(i).target.size()) + 1; },
+          [&](Tape& tape, const std::vector<int64_t>& micro, uint64_t sseed) {
+            std::vector<std::vector<int64_t>> src, tgt;
+            for (int64_t i : micro) {
+              src.push_back(pair(i).source);
+              tgt.push_back(pair(i).target);
+            }
+            PackedBatch sl;
+            const Tensor src_ids = models::pack_ids(src, &sl).to(dev);
+            const models::TargetBatch tb = models::make_target_batch(tgt, data::g2p::kBos, data::g2p::kEos);
+            models::Encoded enc = model.encode(tape, src_ids, sl, sseed);
+            Var logits = model.forward(tape, enc, tb.input.to(dev), tb.layout, sseed);
+            return cross_entropy(tape, logits, tb.output.to(dev), ce);
+          },
+          seed ^ static_cast<uint64_t>(step), spent_before + seconds_since(t_train));
+      const double lv = st.loss, elapsed = st.lead_time;
+      RECUR_CHECK(st.finite(), "train: the loss became {} at epoch {} step {}; lower train.lr or set train.clip", lv,
+                  epoch, step);
       // On a time budget the cosine follows the larger of the step and time shares, so the rate
       // anneals fully by the deadline however fast the machine is.
       const double time_share = max_minutes > 0 ? std::min(1.0, elapsed / (60 * max_minutes)) : 0.0;
-      opt->set_lr(train::lr_at(so, step, so.kind == train::LrScheduleKind::Cosine ? time_share : 0.0));
-      opt->step();
+      stepper.apply(train::lr_at(so, step, so.kind == train::LrScheduleKind::Cosine ? time_share : 0.0));
       ++step;
       loss_sum += lv;
       ++seen;
-      tokens += static_cast<int64_t>(global[1]);
-      const bool stop_now = global[2] > 0;
+      tokens += static_cast<int64_t>(st.terms);
+      const bool stop_now = st.stop;
       const double secs = seconds_since(t_epoch);
       if (tty || (log_every > 0 && step % log_every == 0)) {
         const double eta = secs / static_cast<double>(bi + 1) * static_cast<double>(batches.size() - bi - 1);
@@ -672,7 +600,6 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
         const std::string path = (fs::path(a.out) / "interrupted.safetensors").string();
         // Resuming from it reruns this epoch from its start (with the weights reached so far).
         if (lead) train::save_checkpoint(path, model, opt.get(), meta(epoch - 1));
-        std::signal(SIGINT, SIG_DFL);
         log << fmt::format("\ninterrupted at epoch {} step {}: saved {}\n", epoch, step, path);
         std::exit(130);
       }
@@ -682,10 +609,7 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
     // Rank 0 validates; the others take its score, so that every rank stops at the same epoch.
     Scores v;
     if (lead) v = evaluate(model, t, t.valid, greedy, dbatch, max_src, c.get_int("train.valid_limit"));
-    v.main = dist::sum_over_ranks(*comm, {lead ? v.main : 0.0})[0];
-    const bool improved = v.main > best;
-    if (improved) best = v.main;
-    bad_epochs = improved ? 0 : bad_epochs + 1;
+    const bool improved = track_validation(comm, lead, v.main, best, bad_epochs);
     if (tty) log << "\n";
     log << fmt::format("epoch {} train loss {:.4f} valid (greedy) {}{} ({:.0f} s train, {:.0f} s valid)\n", epoch,
                              loss_sum / static_cast<double>(std::max<int64_t>(1, seen)), v.summary,
@@ -704,9 +628,8 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
       break;
     }
   }
-  std::signal(SIGINT, SIG_DFL);
   const double train_minutes = seconds_since(t_start) / 60;
-  comm->barrier();  // checkpoints written before anyone reads them
+  comm.barrier();  // checkpoints written before anyone reads them
   if (t.test.sources.empty() || !lead) return;
   models::Seq2Seq best_model(model_options(c, t), rng);
   const fs::path best_path = fs::path(a.out) / "best.safetensors";

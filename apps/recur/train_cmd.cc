@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "train_common.h"
 #include "recur/core/cuda.h"
 #include "config.h"
 #include "recur/core/thread_pool.h"
@@ -402,37 +403,6 @@ Metrics evaluate_split(models::Seq2Vec& model, const TaskData& t, bool test) {
               : evaluate(model, t.valid, 256, t, &t.valid_actual, &t.valid_naive, &t.valid_level);
 }
 
-std::unique_ptr<train::Optimizer> make_optimizer(const Config& c, const train::NamedParams& params) {
-  const std::string kind = c.get_string("train.optimizer");
-  const double lr = c.get_float("train.lr"), wd = c.get_float("train.weight_decay");
-  if (kind == "sgd") {
-    train::SgdOptions o;
-    o.lr = lr;
-    o.momentum = c.get_float("train.momentum");
-    o.weight_decay = wd;
-    return std::make_unique<train::Sgd>(params, o);
-  }
-  if (kind == "adamw") {
-    train::AdamWOptions o;
-    o.lr = lr;
-    o.weight_decay = wd;
-    return std::make_unique<train::AdamW>(params, o);
-  }
-  train::AdamOptions o;
-  o.lr = lr;
-  o.weight_decay = wd;
-  return std::make_unique<train::Adam>(params, o);
-}
-
-// Set by SIGINT: training finishes the current step, saves and exits. A signal handler can only
-// set a flag, hence this one piece of global state in the CLI.
-volatile std::sig_atomic_t g_interrupted = 0;
-extern "C" void on_sigint(int) { g_interrupted = 1; }
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 /// Thrown when SIGINT stopped training after saving; main turns it into exit status 130.
 struct Interrupted : std::exception {
   const char* what() const noexcept override { return "interrupted"; }
@@ -456,15 +426,6 @@ Config resolve_config(const std::string& path, const std::vector<std::string>& s
   return c;
 }
 
-// The device a command runs on (train.device, or --device over it), checked to exist; sets the
-// GPU's TF32 choice.
-Device select_device(const std::string& name, bool allow_tf32) {
-  const Device dev = dist::rank_device(name);
-  cuda::require(dev);
-  cuda::set_allow_tf32(allow_tf32);
-  return dev;
-}
-
 void run_train(const TrainSettings& s) {
   Config c = resolve_config(s.config_path, s.sets);
   if (s.seed >= 0) c.set("train.seed=" + std::to_string(s.seed));
@@ -474,17 +435,13 @@ void run_train(const TrainSettings& s) {
     std::cout << c.dump_yaml();
     return;
   }
-  set_num_threads(static_cast<int>(c.get_int("train.threads")));
-  const Device dev = select_device(c.get_string("train.device"), c.get_bool("train.allow_tf32"));
   // Data parallelism (docs/DISTRIBUTED.md): token-balanced shards of every global batch, gradients
   // averaged by example count; one process is a world of one. Only rank 0 logs and writes.
-  dist::CommOptions copt;
-  copt.timeout_s = c.get_float("train.comm_timeout");
-  if (dev.is_cuda()) copt.device = dev;
-  const std::unique_ptr<dist::Communicator> comm = dist::make_communicator(c.get_string("train.communicator"), copt);
-  const bool lead = comm->rank() == 0;
-  static std::ostream null_log(nullptr);
-  std::ostream& log = lead ? std::cerr : null_log;
+  TrainProcess proc = start_training_process(c);
+  const Device dev = proc.device;
+  dist::Communicator& comm = *proc.comm;
+  const bool lead = proc.lead;
+  std::ostream& log = *proc.log;
   TaskData t = load_task(c, true);
   RECUR_CHECK(!t.train.examples.empty() && !t.valid.examples.empty(),
               "train: {} training and {} validation examples; need at least one of each", t.train.examples.size(),
@@ -504,15 +461,7 @@ void run_train(const TrainSettings& s) {
   bo.max_tokens = c.get_int("train.max_tokens") * accumulate;
   bo.seed = seed;
   const int64_t steps_per_epoch = static_cast<int64_t>(data::make_batches(t.train, bo, 0).size());
-  train::LrScheduleOptions so;
-  const std::string sched = c.get_string("train.schedule");
-  so.kind = sched == "cosine" ? train::LrScheduleKind::Cosine
-            : sched == "step" ? train::LrScheduleKind::Step
-                              : train::LrScheduleKind::Constant;
-  so.base_lr = c.get_float("train.lr");
-  so.warmup_steps = c.get_int("train.warmup_steps");
-  so.total_steps = epochs * steps_per_epoch;
-  so.step_size = std::max<int64_t>(1, steps_per_epoch);
+  const train::LrScheduleOptions so = schedule_options(c, steps_per_epoch, false);
 
   if (lead) fs::create_directories(s.out);
   int64_t start_epoch = 1, step = 0, bad_epochs = 0;
@@ -529,78 +478,51 @@ void run_train(const TrainSettings& s) {
     best = m.at("best_score").get<double>();
     log << fmt::format("resumed from {} after epoch {} (step {})\n", s.resume, start_epoch - 1, step);
   }
-  dist::broadcast_parameters(params, *comm);
-  std::optional<dist::GradientReducer> reducer;
-  if (comm->size() > 1) reducer.emplace(params, *comm);
+  dist::broadcast_parameters(params, comm);
+  DataParallelStep stepper(comm, *opt, params, accumulate, c.get_float("train.clip"));
   std::ofstream metrics;
   if (lead) metrics.open(fs::path(s.out) / "metrics.jsonl", std::ios::app);
-  g_interrupted = 0;
-  std::signal(SIGINT, on_sigint);
+  SigintScope sigint;
   const bool tty = isatty(STDERR_FILENO);
   const int64_t log_every = c.get_int("train.log_every");
   log << fmt::format("train: {} train / {} valid / {} test examples, {} parameters, {} steps per epoch{}\n",
                      t.train.examples.size(), t.valid.examples.size(), t.test.examples.size(), model.num_parameters(),
                      steps_per_epoch,
-                     comm->size() > 1 ? fmt::format(" over {} ranks ({})", comm->size(), comm->name()) : "");
-  const auto t_start = std::chrono::steady_clock::now();
+                     comm.size() > 1 ? fmt::format(" over {} ranks ({})", comm.size(), comm.name()) : "");
+  const auto t_start = Clock::now();
   for (int64_t epoch = start_epoch; epoch <= epochs; ++epoch) {
-    const auto t_epoch = std::chrono::steady_clock::now();
+    const auto t_epoch = Clock::now();
     double loss_sum = 0;
     int64_t tokens = 0, seen = 0;
     auto batches = data::make_batches(t.train, bo, static_cast<uint64_t>(epoch));
     for (size_t bi = 0; bi < batches.size(); ++bi) {
-      // This rank's share of the global batch, balanced by tokens; the loss terms are examples.
+      // Sharded by tokens (the work); the loss terms are examples.
+      const std::vector<int64_t>& global = batches[bi];
       std::vector<dist::ShardItem> items;
-      for (size_t k = 0; k < batches[bi].size(); ++k)
-        items.push_back({static_cast<int64_t>(k), t.train.length(batches[bi][k])});
-      const dist::Shard mine = dist::shard(items, comm->rank(), comm->size());
-      const int64_t n_mine = static_cast<int64_t>(mine.indices.size());
-      opt->set_lr(train::lr_at(so, step));
-      opt->zero_grad();
-      double local_sum = 0;  // sum over this rank's examples of their loss
-      int64_t local_tokens = 0;
-      for (int64_t k = 0; k < accumulate; ++k) {
-        // Micro-batch k: a slice of the shard; its mean loss weighted by its share of the shard's
-        // examples, so the accumulated gradient is that of the mean over the shard.
-        std::vector<int64_t> idx;
-        for (int64_t i = k * n_mine / accumulate; i < (k + 1) * n_mine / accumulate; ++i)
-          idx.push_back(batches[bi][static_cast<size_t>(mine.indices[static_cast<size_t>(i)])]);
-        if (idx.empty()) continue;
-        data::Batch b = data::collate(t.train, idx);
-        Tape tape;
-        const uint64_t sseed = mix64(seed ^ static_cast<uint64_t>(step)) ^
-                               (comm->size() * accumulate > 1 ? mix64(static_cast<uint64_t>(comm->rank() * accumulate + k + 1)) : 0);
-        Var out = model.forward(tape, b.x.to(dev), b.layout, sseed);
-        Var loss = t.regression ? mse(tape, out, b.targets.to(dev)) : cross_entropy(tape, out, b.labels.to(dev));
-        const double lv = loss.value().item();
-        local_sum += lv * static_cast<double>(b.size());
-        local_tokens += b.layout.tokens();
-        if (!std::isfinite(lv)) continue;  // every rank learns of it below
-        if (b.size() != n_mine)
-          loss = scale(tape, loss, static_cast<float>(static_cast<double>(b.size()) / static_cast<double>(n_mine)));
-        tape.backward(loss);
-      }
-      // One small collective per step carries the loss, the counts and Ctrl-C, so that every rank
-      // takes the same decisions.
-      const std::vector<double> global = dist::sum_over_ranks(
-          *comm, {local_sum, static_cast<double>(n_mine), static_cast<double>(local_tokens), g_interrupted ? 1.0 : 0.0});
-      const double lv = global[1] > 0 ? global[0] / global[1] : 0.0;
-      if (!std::isfinite(lv)) {
+      for (size_t k = 0; k < global.size(); ++k) items.push_back({static_cast<int64_t>(k), t.train.length(global[k])});
+      const StepTotals st = stepper.run(
+          items, [](int64_t) { return int64_t{1}; },
+          [&](Tape& tape, const std::vector<int64_t>& micro, uint64_t sseed) {
+            std::vector<int64_t> idx;
+            for (int64_t i : micro) idx.push_back(global[static_cast<size_t>(i)]);
+            data::Batch b = data::collate(t.train, idx);
+            Var out = model.forward(tape, b.x.to(dev), b.layout, sseed);
+            return t.regression ? mse(tape, out, b.targets.to(dev)) : cross_entropy(tape, out, b.labels.to(dev));
+          },
+          seed ^ static_cast<uint64_t>(step), 0.0);
+      if (!st.finite()) {
         RECUR_CHECK(c.get_bool("train.skip_nonfinite"),
                     "train: the loss became {} at epoch {} step {}; lower train.lr, set train.clip, or set "
                     "train.skip_nonfinite: true",
-                    lv, epoch, step);
-        log << fmt::format("\nskipping batch {} of epoch {}: loss {}\n", bi + 1, epoch, lv);
+                    st.loss, epoch, step);
+        log << fmt::format("\nskipping batch {} of epoch {}: loss {}\n", bi + 1, epoch, st.loss);
         continue;
       }
-      if (reducer) reducer->reduce(n_mine);
-      if (c.get_float("train.clip") > 0) train::clip_grad_norm(params, c.get_float("train.clip"));
-      opt->step();
+      stepper.apply(train::lr_at(so, step));
       ++step;
-      loss_sum += lv;
+      loss_sum += st.loss;
       ++seen;
-      tokens += static_cast<int64_t>(global[2]);
-      const bool stop_now = global[3] > 0;
+      tokens += static_cast<int64_t>(st.work);
       const double secs = seconds_since(t_epoch);
       const bool log_step = log_every > 0 && step % log_every == 0;
       if (tty || log_step) {
@@ -620,24 +542,20 @@ void run_train(const TrainSettings& s) {
                                   {"tokens_per_s", static_cast<double>(tokens) / secs}}
                        .dump()
                 << std::endl;
-      if (stop_now) {
+      if (st.stop) {
         // `last` stays the end of the previous epoch (what --resume continues exactly); the
         // interrupted state goes beside it.
         const std::string path = (fs::path(s.out) / "interrupted.safetensors").string();
         if (lead) train::save_checkpoint(path, model, opt.get(), meta(epoch));
         log << fmt::format("\ninterrupted at epoch {} step {}: saved {}; resume with --resume {}\n", epoch, step,
                                  path, (fs::path(s.out) / "last.safetensors").string());
-        std::signal(SIGINT, SIG_DFL);
         throw Interrupted();
       }
     }
     // Rank 0 validates; the others take its score, so that every rank stops at the same epoch.
     Metrics v;
     if (lead) v = evaluate_split(model, t, false);
-    const double score = dist::sum_over_ranks(*comm, {lead ? v.score(c.get_string("train.metric")) : 0.0})[0];
-    const bool improved = score > best;
-    if (improved) best = score;
-    bad_epochs = improved ? 0 : bad_epochs + 1;
+    const bool improved = track_validation(comm, lead, lead ? v.score(c.get_string("train.metric")) : 0.0, best, bad_epochs);
     const double secs = seconds_since(t_epoch);
     if (tty) log << "\n";
     log << fmt::format("epoch {} train loss {:.4f} valid {}{} ({:.0f} s)\n", epoch,
@@ -658,7 +576,7 @@ void run_train(const TrainSettings& s) {
       break;
     }
   }
-  comm->barrier();  // checkpoints written before anyone reads them
+  comm.barrier();  // checkpoints written before anyone reads them
   if (!lead) return;
   models::Seq2Vec best_model(model_options(c, t.train, t.regression, t.vocab_size()), rng);
   train::load_checkpoint((fs::path(s.out) / "best.safetensors").string(), best_model, nullptr);

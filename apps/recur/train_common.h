@@ -1,0 +1,111 @@
+#pragma once
+// What every `recur train` task shares: the optimizer and schedule from the config, the process
+// setup (threads, device, communicator), Ctrl-C handling, and one data-parallel optimizer step with
+// gradient accumulation (docs/DISTRIBUTED.md). The tasks keep their own epoch loops, logs and
+// validation.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "recur/core/tape.h"
+#include "recur/dist/data_parallel.h"
+#include "recur/train/optimizer.h"
+#include "recur/train/schedule.h"
+
+namespace recur::nn {
+class Module;
+}
+
+namespace recur::cli {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0);
+/// A stream that discards what it is given (the log of ranks other than 0).
+std::ostream& null_stream();
+
+/// train.optimizer (adam | adamw | sgd) with train.lr, train.weight_decay, train.momentum.
+std::unique_ptr<train::Optimizer> make_optimizer(const Config& c, const train::NamedParams& params);
+/// train.schedule (constant | step | cosine), train.lr and train.warmup_steps over
+/// train.epochs * steps_per_epoch steps (step decay: once an epoch). With `cap_warmup` the warmup
+/// takes at most a tenth of the run, so that a short run still reaches the peak rate and anneals.
+train::LrScheduleOptions schedule_options(const Config& c, int64_t steps_per_epoch, bool cap_warmup);
+
+/// The device a command runs on (a bare "cuda" under mpirun is the rank's local GPU), checked to
+/// exist; sets the GPU's TF32 choice.
+Device select_device(const std::string& name, bool allow_tf32);
+
+/// A training process: train.threads, the device (train.device, train.allow_tf32), and the
+/// communicator (train.communicator, train.comm_timeout; one process is a world of one). Only
+/// rank 0 (`lead`) logs and writes files; `log` discards on the other ranks.
+struct TrainProcess {
+  Device device = Device::cpu();
+  std::unique_ptr<dist::Communicator> comm;
+  bool lead = true;
+  std::ostream* log = nullptr;
+};
+TrainProcess start_training_process(const Config& c);
+
+/// Ctrl-C while training: the handler only sets a flag (the one piece of global state in the CLI);
+/// the loop finishes its step, saves and stops. The destructor restores the default handler.
+class SigintScope {
+ public:
+  SigintScope();
+  ~SigintScope();
+  SigintScope(const SigintScope&) = delete;
+  SigintScope& operator=(const SigintScope&) = delete;
+  static bool raised();
+};
+
+/// The loss of a micro-batch: `items` are indices into the global batch given to
+/// DataParallelStep::run; returns the mean loss over the micro-batch's loss terms (a scalar Var).
+using MicroLossFn = std::function<Var(Tape& tape, const std::vector<int64_t>& items, uint64_t seed)>;
+
+/// What one step's collective agreed on (identical on every rank).
+struct StepTotals {
+  double loss = 0;       ///< mean loss over every loss term of the global batch
+  double terms = 0;      ///< loss terms of the global batch (examples, or target tokens)
+  double work = 0;       ///< the global batch's work (the tokens ShardItem counts)
+  bool stop = false;     ///< some rank saw Ctrl-C
+  double lead_time = 0;  ///< the `lead_time` rank 0 passed (its clock: every rank then decides alike)
+  bool finite() const;
+};
+
+/// One data-parallel optimizer step with gradient accumulation. Every rank takes its share of the
+/// global batch (dist::shard, balanced by work) and splits it into `accumulate` micro-batches; each
+/// micro-batch's mean loss is weighted by its share of the shard's loss terms, so the accumulated
+/// gradient is that of the mean over the shard; the reducer then averages the shards' gradients
+/// weighted by their terms. One small collective per step carries the loss, the counts, Ctrl-C and
+/// rank 0's clock.
+class DataParallelStep {
+ public:
+  DataParallelStep(dist::Communicator& comm, train::Optimizer& optimizer, const train::NamedParams& params,
+                   int64_t accumulate, double clip);
+  /// Zeroes the gradients and runs forward and backward on this rank's micro-batches. `items`:
+  /// the global batch (ShardItem::index = the item's position in it, tokens = its work);
+  /// `terms(i)`: the loss terms of item i. A non-finite micro-batch loss is not back-propagated.
+  StepTotals run(const std::vector<dist::ShardItem>& items, const std::function<int64_t(int64_t)>& terms,
+                 const MicroLossFn& loss, uint64_t step_seed, double lead_time);
+  /// After a finite run(): averages the gradients over ranks, clips them (clip > 0), and takes an
+  /// optimizer step at rate `lr`.
+  void apply(double lr);
+
+ private:
+  dist::Communicator& comm_;
+  train::Optimizer& opt_;
+  train::NamedParams params_;
+  int64_t accumulate_;
+  double clip_;
+  std::unique_ptr<dist::GradientReducer> reducer_;
+  int64_t shard_terms_ = 0;
+};
+
+/// End of an epoch: rank 0's validation score goes to every rank (they stop at the same epoch);
+/// updates `best` and `bad_epochs`; returns whether the score improved on `best`.
+bool track_validation(dist::Communicator& comm, bool lead, double score, double& best, int64_t& bad_epochs);
+
+}  // namespace recur::cli
