@@ -38,7 +38,7 @@ namespace fs = std::filesystem;
 
 std::vector<ConfigKey> seq2seq_schema() {
   using V = ValueType;
-  return {
+  std::vector<ConfigKey> keys = {
       {"task", V::String, "g2p",
        "g2p (CMUdict grapheme-to-phoneme) or translation (your own parallel text)", {"g2p", "translation"}},
       {"data.dir", V::String, "", "g2p: the CMUdict folder or file; empty: fetch into the cache (recur data fetch cmudict)", {}},
@@ -76,30 +76,13 @@ std::vector<ConfigKey> seq2seq_schema() {
       {"model.tie_embeddings", V::Bool, "false", "output layer shares the target embedding (target_embed == attentional)", {}},
       {"model.dropout", V::Float, "0.2", "dropout on embeddings, between layers, on keys and attentional vectors", {}},
       {"train.epochs", V::Int, "10", "passes over the training pairs", {}},
-      {"train.batch", V::Int, "64", "sentences per micro-batch; a step's global batch is batch x accumulate, split "
-       "over all ranks", {}},
-      {"train.accumulate", V::Int, "1", "micro-batches whose gradients are accumulated into one step", {}},
-      {"train.communicator", V::String, "auto",
-       "data parallelism: auto (MPI when started by mpirun, else local), local, mpi or nccl",
-       {"auto", "local", "mpi", "nccl"}},
-      {"train.comm_timeout", V::Float, "600",
-       "seconds a rank waits at a collective (e.g. while rank 0 validates) before ending the job", {}},
-      {"train.optimizer", V::String, "adam", "optimizer", {"adam", "adamw", "sgd"}},
-      {"train.lr", V::Float, "0.002", "peak learning rate", {}},
       {"train.weight_decay", V::Float, "0.0", "weight decay", {}},
-      {"train.momentum", V::Float, "0.9", "sgd momentum", {}},
-      {"train.clip", V::Float, "5.0", "global gradient-norm clip (0: off)", {}},
-      {"train.schedule", V::String, "cosine", "learning-rate schedule", {"constant", "step", "cosine"}},
       {"train.warmup_steps", V::Int, "200", "linear warmup steps (at most a tenth of all steps)", {}},
       {"train.label_smoothing", V::Float, "0.1", "label smoothing of the target cross-entropy", {}},
       {"train.patience", V::Int, "4", "epochs without validation improvement before stopping (0: never stop early)", {}},
       {"train.valid_limit", V::Int, "0",
        "validation: decode only N items each epoch, spread evenly over the split (0: all)", {}},
       {"train.max_minutes", V::Float, "0", "stop training after this many minutes (0: no limit); a cosine schedule then anneals by that time", {}},
-      {"train.seed", V::Int, "1", "seed for initialisation, shuffling and dropout", {}},
-      {"train.threads", V::Int, "2", "threads for GEMMs and pointwise loops", {}},
-      {"train.device", V::String, "cpu", "where to train: cpu, cuda or cuda:N", {}},
-      {"train.allow_tf32", V::Bool, "false", "GPU: TF32 tensor-core math for float32 GEMMs", {}},
       {"train.log_every", V::Int, "200", "steps between progress lines (non-terminal stderr)", {}},
       {"decode.beam", V::Int, "5", "beam size for the final test evaluation, eval and translate (1: greedy)", {}},
       {"decode.alpha", V::Float, "0.6", "GNMT length penalty exponent (0: none)", {}},
@@ -108,6 +91,8 @@ std::vector<ConfigKey> seq2seq_schema() {
       {"decode.max_len_constant", V::Int, "10", "... plus this many tokens", {}},
       {"decode.batch", V::Int, "128", "sentences decoded together", {}},
   };
+  for (ConfigKey& k : common_train_keys()) keys.push_back(std::move(k));
+  return keys;
 }
 
 ops::CellType cell_of(const std::string& s) { return s == "gru" ? ops::CellType::GRU : ops::CellType::LSTM; }

@@ -40,7 +40,7 @@ namespace fs = std::filesystem;
 
 std::vector<ConfigKey> train_schema() {
   using V = ValueType;
-  return {
+  std::vector<ConfigKey> keys = {
       {"task", V::String, "fashion-rows",
        "fashion-rows (images read row by row), births (7-day forecasts), spam (mail classification) or text "
        "(your own labelled documents)",
@@ -77,34 +77,19 @@ std::vector<ConfigKey> train_schema() {
       {"model.dropout", V::Float, "0.0", "dropout on the pooled vector and the head", {}},
       {"model.rnn_dropout", V::Float, "0.0", "dropout between stacked recurrent layers", {}},
       {"train.epochs", V::Int, "10", "passes over the training set", {}},
-      {"train.batch", V::Int, "64", "examples per micro-batch; a step's global batch is batch x accumulate, split "
-       "over all ranks", {}},
-      {"train.accumulate", V::Int, "1", "micro-batches whose gradients are accumulated into one step", {}},
-      {"train.communicator", V::String, "auto",
-       "data parallelism: auto (MPI when started by mpirun, else local), local, mpi or nccl",
-       {"auto", "local", "mpi", "nccl"}},
-      {"train.comm_timeout", V::Float, "600",
-       "seconds a rank waits at a collective (e.g. while rank 0 validates) before ending the job", {}},
       {"train.max_tokens", V::Int, "0", "token budget per batch (0: none)", {}},
-      {"train.optimizer", V::String, "adam", "optimizer", {"adam", "adamw", "sgd"}},
-      {"train.lr", V::Float, "0.002", "peak learning rate", {}},
       {"train.weight_decay", V::Float, "0.0", "weight decay (L2 for adam/sgd, decoupled for adamw)", {}},
-      {"train.momentum", V::Float, "0.9", "sgd momentum", {}},
-      {"train.clip", V::Float, "5.0", "global gradient-norm clip (0: off)", {}},
-      {"train.schedule", V::String, "cosine", "learning-rate schedule", {"constant", "step", "cosine"}},
       {"train.warmup_steps", V::Int, "0", "linear warmup steps", {}},
       {"train.patience", V::Int, "3", "epochs without validation improvement before stopping", {}},
       {"train.metric", V::String, "auto",
        "validation metric for early stopping and the best checkpoint: auto (accuracy, or MAE for forecasts), "
        "accuracy, f1, loss or mae",
        {"auto", "accuracy", "f1", "loss", "mae"}},
-      {"train.seed", V::Int, "1", "seed for initialisation, shuffling and dropout", {}},
-      {"train.threads", V::Int, "2", "threads for GEMMs and pointwise loops", {}},
-      {"train.device", V::String, "cpu", "where to train: cpu, cuda or cuda:N", {}},
-      {"train.allow_tf32", V::Bool, "false", "GPU: TF32 tensor-core math for float32 GEMMs (faster, ~1e-3 precision)", {}},
       {"train.log_every", V::Int, "100", "steps between progress lines (non-terminal stderr) and step rows in metrics.jsonl", {}},
       {"train.skip_nonfinite", V::Bool, "false", "skip a batch whose loss is NaN/Inf instead of stopping", {}},
   };
+  for (ConfigKey& k : common_train_keys()) keys.push_back(std::move(k));
+  return keys;
 }
 
 ops::CellType cell_of(const std::string& s) {

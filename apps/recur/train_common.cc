@@ -19,6 +19,30 @@ std::ostream& null_stream() {
   return discard;
 }
 
+std::vector<ConfigKey> common_train_keys() {
+  using V = ValueType;
+  return {
+      {"train.batch", V::Int, "64",
+       "examples (sentences) per micro-batch; a step's global batch is batch x accumulate, split over all ranks", {}},
+      {"train.accumulate", V::Int, "1", "micro-batches whose gradients are accumulated into one step", {}},
+      {"train.communicator", V::String, "auto",
+       "data parallelism: auto (MPI when started by mpirun, else local), local, mpi or nccl",
+       {"auto", "local", "mpi", "nccl"}},
+      {"train.comm_timeout", V::Float, "600",
+       "seconds a rank waits at a collective (e.g. while rank 0 validates) before ending the job", {}},
+      {"train.optimizer", V::String, "adam", "optimizer", {"adam", "adamw", "sgd"}},
+      {"train.lr", V::Float, "0.002", "peak learning rate", {}},
+      {"train.momentum", V::Float, "0.9", "sgd momentum", {}},
+      {"train.clip", V::Float, "5.0", "global gradient-norm clip (0: off)", {}},
+      {"train.schedule", V::String, "cosine", "learning-rate schedule", {"constant", "step", "cosine"}},
+      {"train.seed", V::Int, "1", "seed for initialisation, shuffling and dropout", {}},
+      {"train.threads", V::Int, "2", "threads for GEMMs and pointwise loops", {}},
+      {"train.device", V::String, "cpu", "where to train: cpu, cuda or cuda:N", {}},
+      {"train.allow_tf32", V::Bool, "false", "GPU: TF32 tensor-core math for float32 GEMMs (faster, ~1e-3 precision)",
+       {}},
+  };
+}
+
 std::unique_ptr<train::Optimizer> make_optimizer(const Config& c, const train::NamedParams& params) {
   const std::string kind = c.get_string("train.optimizer");
   const double lr = c.get_float("train.lr"), wd = c.get_float("train.weight_decay");

@@ -28,6 +28,10 @@ double seconds_since(Clock::time_point t0);
 /// A stream that discards what it is given (the log of ranks other than 0).
 std::ostream& null_stream();
 
+/// The train.* keys every training task reads (batching, optimizer, schedule, data parallelism,
+/// threads, device, seed); each task's schema adds its own keys to these.
+std::vector<ConfigKey> common_train_keys();
+
 /// train.optimizer (adam | adamw | sgd) with train.lr, train.weight_decay, train.momentum.
 std::unique_ptr<train::Optimizer> make_optimizer(const Config& c, const train::NamedParams& params);
 /// train.schedule (constant | step | cosine), train.lr and train.warmup_steps over
