@@ -39,4 +39,18 @@ struct Seq2SeqEvalArgs {
 };
 void eval_seq2seq(const Seq2SeqEvalArgs& args);
 
+/// Whether a config is a vector-to-sequence task (style-lm, autoencoder), which `recur train` and
+/// `recur eval` hand to train_vec2seq / eval_vec2seq.
+bool is_vec2seq_config(const std::string& path, const std::vector<std::string>& sets);
+using Vec2SeqTrainArgs = Seq2SeqTrainArgs;
+using Vec2SeqEvalArgs = Seq2SeqEvalArgs;
+void train_vec2seq(const Vec2SeqTrainArgs& args);
+void eval_vec2seq(const Vec2SeqEvalArgs& args);
+/// `recur generate` and `recur encode`.
+void add_generate(CLI::App& app);
+
+/// The `task` of a config file, with --set task=... taking precedence; "" when it has none (or the
+/// YAML does not parse: the config loader reports that with its position).
+std::string config_task(const std::string& path, const std::vector<std::string>& sets);
+
 }  // namespace recur::cli

@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   recur::cli::add_data(app);
   recur::cli::add_train(app);
   recur::cli::add_translate(app);
+  recur::cli::add_generate(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) std::cout << app.help();

@@ -11,7 +11,6 @@
 #include <iostream>
 #include <numeric>
 #include <optional>
-#include <yaml-cpp/yaml.h>
 
 #include "commands.h"
 #include "train_common.h"
@@ -435,17 +434,7 @@ Device select_device(const Config& c) {
 }  // namespace
 
 bool is_seq2seq_config(const std::string& path, const std::vector<std::string>& sets) {
-  std::string task;
-  for (const auto& s : sets)
-    if (s.rfind("task=", 0) == 0) task = s.substr(5);
-  if (task.empty()) {
-    try {
-      YAML::Node root = YAML::LoadFile(path);
-      if (root.IsMap() && root["task"] && root["task"].IsScalar()) task = root["task"].as<std::string>();
-    } catch (const YAML::Exception&) {
-      return false;  // the config loader reports the syntax error with its position
-    }
-  }
+  const std::string task = config_task(path, sets);
   return task == "g2p" || task == "translation";
 }
 
@@ -464,8 +453,6 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
   // the local communicator, a world of one. Only rank 0 writes logs and checkpoints.
   TrainProcess proc = start_training_process(c);
   const Device dev = proc.device;
-  dist::Communicator& comm = *proc.comm;
-  const bool lead = proc.lead;
   std::ostream& log = *proc.log;
   // Resuming keeps the checkpoint's tokenizers: the weights belong to its id mapping.
   const nlohmann::json resume_meta = a.resume.empty() ? nlohmann::json() : train::read_checkpoint_config(a.resume);
@@ -476,159 +463,61 @@ void train_seq2seq(const Seq2SeqTrainArgs& a) {
   Rng rng(seed);
   models::Seq2Seq model(model_options(c, t), rng);
   model.to(dev);
-  auto params = model.named_parameters();
-  auto opt = make_optimizer(c, params);
-  const int64_t epochs = c.get_int("train.epochs"), accumulate = c.get_int("train.accumulate");
-  const int64_t batch = c.get_int("train.batch") * accumulate;  // the global batch of one step
-  const int64_t steps_per_epoch = (static_cast<int64_t>(t.train.size()) + batch - 1) / batch;
-  const train::LrScheduleOptions so = schedule_options(c, steps_per_epoch, true);
+  const int64_t batch = c.get_int("train.batch") * c.get_int("train.accumulate");  // the global batch of one step
   CrossEntropyOptions ce;
   ce.label_smoothing = static_cast<float>(c.get_float("train.label_smoothing"));
   ce.ignore_index = -100;
   const models::TranslateOptions greedy = decode_options(c, 1);
   const int64_t dbatch = c.get_int("decode.batch"), max_src = c.get_int("data.max_source_len");
-
-  if (lead) fs::create_directories(a.out);
-  int64_t start_epoch = 1, step = 0, bad_epochs = 0;
-  double best = -1e300, spent_before = 0;  // training seconds of the runs this one resumes
-  auto t_train = Clock::now();
-  // `epoch`: the last completed epoch (what --resume continues after).
-  auto meta = [&](int64_t epoch) {
-    nlohmann::json m = t.meta();
-    m.update({{"config", c.to_json()}, {"epoch", epoch}, {"step", step}, {"best_score", best},
-              {"bad_epochs", bad_epochs}, {"train_seconds", spent_before + seconds_since(t_train)}});
-    return m;
-  };
-  if (!a.resume.empty()) {
-    nlohmann::json m = train::load_checkpoint(a.resume, model, opt.get());
-    start_epoch = m.at("epoch").get<int64_t>() + 1;
-    step = m.at("step").get<int64_t>();
-    best = m.at("best_score").get<double>();
-    spent_before = m.value("train_seconds", 0.0);
-    bad_epochs = m.value("bad_epochs", int64_t{0});
-    log << fmt::format("resumed from {} after epoch {} (step {})\n", a.resume, start_epoch - 1, step);
-  }
-  // Every rank starts from rank 0's weights (identical anyway when seeded alike, or all resumed).
-  dist::broadcast_parameters(params, comm);
-  DataParallelStep stepper(comm, *opt, params, accumulate, c.get_float("train.clip"));
-  std::ofstream metrics;
-  if (lead) metrics.open(fs::path(a.out) / "metrics.jsonl", std::ios::app);
-  SigintScope sigint;
-  const bool tty = isatty(STDERR_FILENO);
-  const int64_t log_every = c.get_int("train.log_every");
-  const double max_minutes = c.get_float("train.max_minutes");
-  log << fmt::format("train: {} pairs, {} validation / {} test items, {} parameters, {} steps per epoch of {} "
-                     "sentences{}\n",
-                     t.train.size(), t.valid.sources.size(), t.test.sources.size(), model.num_parameters(),
-                     steps_per_epoch, batch,
-                     comm.size() > 1 ? fmt::format(" over {} ranks ({})", comm.size(), comm.name()) : "");
-  t_train = Clock::now();
-  bool out_of_time = false;
-  for (int64_t epoch = start_epoch; epoch <= epochs && !out_of_time; ++epoch) {
-    const auto t_epoch = Clock::now();
-    model.train(true);
-    double loss_sum = 0;
-    int64_t tokens = 0, seen = 0;
-    const auto batches = make_batches(t.train, batch, seed ^ mix64(static_cast<uint64_t>(epoch)));
-    for (size_t bi = 0; bi < batches.size(); ++bi) {
-      // This rank's share of the global batch, balanced by source + target tokens (the work); the
-      // gradients are then weighted by target tokens (the loss terms, <eos> included).
-      const std::vector<size_t>& global = batches[bi];
-      auto pair = [&](int64_t i) -> const Pair& { return t.train[global[static_cast<size_t>(i)]]; };
-      std::vector<dist::ShardItem> items;
+  log << fmt::format("{} pairs, {} validation / {} test items, {} sentences a step\n", t.train.size(),
+                     t.valid.sources.size(), t.test.sources.size(), batch);
+  std::vector<std::vector<size_t>> batches;  // the current epoch's global batches
+  EpochTask task;
+  task.throughput_unit = "target tok/s";
+  task.batches = [&](int64_t epoch) {
+    batches = make_batches(t.train, batch, seed ^ mix64(static_cast<uint64_t>(epoch)));
+    // Shards balanced by source + target tokens (the work); gradients weighted by target tokens
+    // (the loss terms, <eos> included).
+    std::vector<std::vector<dist::ShardItem>> out;
+    for (const auto& global : batches) {
+      out.emplace_back();
       for (size_t k = 0; k < global.size(); ++k) {
         const Pair& p = t.train[global[k]];
-        items.push_back({static_cast<int64_t>(k), static_cast<int64_t>(p.source.size() + p.target.size()) + 1});
-      }
-      const StepTotals st = stepper.run(
-          items, [&](int64_t i) { return static_cast<int64_t>(pair(i).target.size()) + 1; },
-          [&](Tape& tape, const std::vector<int64_t>& micro, uint64_t sseed) {
-            std::vector<std::vector<int64_t>> src, tgt;
-            for (int64_t i : micro) {
-              src.push_back(pair(i).source);
-              tgt.push_back(pair(i).target);
-            }
-            PackedBatch sl;
-            const Tensor src_ids = models::pack_ids(src, &sl).to(dev);
-            const models::TargetBatch tb = models::make_target_batch(tgt, data::g2p::kBos, data::g2p::kEos);
-            models::Encoded enc = model.encode(tape, src_ids, sl, sseed);
-            Var logits = model.forward(tape, enc, tb.input.to(dev), tb.layout, sseed);
-            return cross_entropy(tape, logits, tb.output.to(dev), ce);
-          },
-          seed ^ static_cast<uint64_t>(step), spent_before + seconds_since(t_train));
-      const double lv = st.loss, elapsed = st.lead_time;
-      RECUR_CHECK(st.finite(), "train: the loss became {} at epoch {} step {}; lower train.lr or set train.clip", lv,
-                  epoch, step);
-      // On a time budget the cosine follows the larger of the step and time shares, so the rate
-      // anneals fully by the deadline however fast the machine is.
-      const double time_share = max_minutes > 0 ? std::min(1.0, elapsed / (60 * max_minutes)) : 0.0;
-      stepper.apply(train::lr_at(so, step, so.kind == train::LrScheduleKind::Cosine ? time_share : 0.0));
-      ++step;
-      loss_sum += lv;
-      ++seen;
-      tokens += static_cast<int64_t>(st.terms);
-      const bool stop_now = st.stop;
-      const double secs = seconds_since(t_epoch);
-      if (tty || (log_every > 0 && step % log_every == 0)) {
-        const double eta = secs / static_cast<double>(bi + 1) * static_cast<double>(batches.size() - bi - 1);
-        log << fmt::format("{}epoch {} step {}/{} loss {:.4f} {:.0f} target tok/s ETA {:.0f}s{}", tty ? "\r" : "",
-                                 epoch, bi + 1, batches.size(), loss_sum / static_cast<double>(seen),
-                                 static_cast<double>(tokens) / secs, eta, tty ? "   " : "\n");
-      }
-      if (max_minutes > 0 && elapsed > 60 * max_minutes) {
-        out_of_time = true;
-        log << fmt::format("\ntrain.max_minutes {} reached at epoch {} step {}/{}\n", max_minutes, epoch, bi + 1,
-                                 batches.size());
-        break;
-      }
-      if (stop_now) {
-        const std::string path = (fs::path(a.out) / "interrupted.safetensors").string();
-        // Resuming from it reruns this epoch from its start (with the weights reached so far).
-        if (lead) train::save_checkpoint(path, model, opt.get(), meta(epoch - 1));
-        log << fmt::format("\ninterrupted at epoch {} step {}: saved {}\n", epoch, step, path);
-        std::exit(130);
+        out.back().push_back({static_cast<int64_t>(k), static_cast<int64_t>(p.source.size() + p.target.size()) + 1});
       }
     }
-    model.train(false);
-    const double train_secs = seconds_since(t_epoch);
-    // Rank 0 validates; the others take its score, so that every rank stops at the same epoch.
-    Scores v;
-    if (lead) v = evaluate(model, t, t.valid, greedy, dbatch, max_src, c.get_int("train.valid_limit"));
-    const bool improved = track_validation(comm, lead, v.main, best, bad_epochs);
-    if (tty) log << "\n";
-    log << fmt::format("epoch {} train loss {:.4f} valid (greedy) {}{} ({:.0f} s train, {:.0f} s valid)\n", epoch,
-                             loss_sum / static_cast<double>(std::max<int64_t>(1, seen)), v.summary,
-                             improved ? " *" : "", train_secs, seconds_since(t_epoch) - train_secs);
-    nlohmann::json row{{"kind", "epoch"}, {"epoch", epoch}, {"step", step},
-                       {"train_loss", loss_sum / static_cast<double>(std::max<int64_t>(1, seen))},
-                       {"lr", opt->lr()}, {"seconds", seconds_since(t_epoch)},
-                       {"target_tokens_per_s", static_cast<double>(tokens) / train_secs}, {"valid", v.json}};
-    if (lead) {
-      metrics << row.dump() << std::endl;
-      train::save_checkpoint((fs::path(a.out) / "last.safetensors").string(), model, opt.get(), meta(epoch));
-      if (improved) train::save_checkpoint((fs::path(a.out) / "best.safetensors").string(), model, nullptr, meta(epoch));
+    return out;
+  };
+  auto pair = [&](size_t bi, int64_t i) -> const Pair& { return t.train[batches[bi][static_cast<size_t>(i)]]; };
+  task.terms = [&](size_t bi, int64_t i) { return static_cast<int64_t>(pair(bi, i).target.size()) + 1; };
+  task.loss = [&](Tape& tape, size_t bi, const std::vector<int64_t>& micro, uint64_t sseed) {
+    std::vector<std::vector<int64_t>> src, tgt;
+    for (int64_t i : micro) {
+      src.push_back(pair(bi, i).source);
+      tgt.push_back(pair(bi, i).target);
     }
-    if (c.get_int("train.patience") > 0 && bad_epochs >= c.get_int("train.patience")) {
-      log << fmt::format("early stop: no validation improvement for {} epochs\n", bad_epochs);
-      break;
-    }
-  }
+    PackedBatch sl;
+    const Tensor src_ids = models::pack_ids(src, &sl).to(dev);
+    const models::TargetBatch tb = models::make_target_batch(tgt, data::g2p::kBos, data::g2p::kEos);
+    models::Encoded enc = model.encode(tape, src_ids, sl, sseed);
+    Var logits = model.forward(tape, enc, tb.input.to(dev), tb.layout, sseed);
+    return cross_entropy(tape, logits, tb.output.to(dev), ce);
+  };
+  task.validate = [&] {
+    const Scores v = evaluate(model, t, t.valid, greedy, dbatch, max_src, c.get_int("train.valid_limit"));
+    return EpochTask::Validation{v.main, "(greedy) " + v.summary, v.json};
+  };
+  run_epochs(c, {a.out, a.resume}, proc, model, t.meta(), task);
   const double train_minutes = seconds_since(t_start) / 60;
-  comm.barrier();  // checkpoints written before anyone reads them
-  if (t.test.sources.empty() || !lead) return;
-  models::Seq2Seq best_model(model_options(c, t), rng);
-  const fs::path best_path = fs::path(a.out) / "best.safetensors";
-  if (fs::exists(best_path)) {
-    train::load_checkpoint(best_path.string(), best_model, nullptr);
-  } else {
-    std::cerr << fmt::format("no {} (no epoch improved on the resumed best score): testing the last weights\n",
-                             best_path.string());
-    best_model.load_state_dict(model.state_dict());
-  }
+  if (t.test.sources.empty() || !proc.lead) return;
+  Rng rng_best(0);
+  models::Seq2Seq best_model(model_options(c, t), rng_best);
+  load_best(a.out, best_model, model);
   best_model.to(dev);
   best_model.train(false);
   std::vector<int64_t> beams{1};
   if (c.get_int("decode.beam") > 1) beams.push_back(c.get_int("decode.beam"));
+  std::ofstream metrics(fs::path(a.out) / "metrics.jsonl", std::ios::app);
   for (int64_t beam : beams) {
     const auto t0 = Clock::now();
     const Scores s = evaluate(best_model, t, t.test, decode_options(c, beam), dbatch, max_src);

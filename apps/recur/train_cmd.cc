@@ -782,6 +782,10 @@ void add_train(CLI::App& app) {
   cmd->add_option("--seed", s->seed, "Seed (overrides train.seed)");
   cmd->add_flag("--print-config", s->print_config, "Print the resolved config with a line of doc per key and exit");
   cmd->callback([s] {
+    if (is_vec2seq_config(s->config_path, s->sets)) {
+      train_vec2seq({s->config_path, s->sets, s->resume, s->out, s->device, s->threads, s->seed, s->print_config});
+      return;
+    }
     if (is_seq2seq_config(s->config_path, s->sets)) {
       train_seq2seq({s->config_path, s->sets, s->resume, s->out, s->device, s->threads, s->seed, s->print_config});
       return;
@@ -803,7 +807,9 @@ void add_train(CLI::App& app) {
   ev->add_option("--device", e->device, "cpu | cuda | cuda:N (overrides train.device)");
   ev->add_option("--beam", e->beam, "Sequence-to-sequence: beam size (1: greedy; default: decode.beam)");
   ev->callback([e] {
-    if (is_seq2seq_config(e->config_path, e->sets))
+    if (is_vec2seq_config(e->config_path, e->sets))
+      eval_vec2seq({e->config_path, e->checkpoint, e->split, e->device, e->sets, e->beam, e->json});
+    else if (is_seq2seq_config(e->config_path, e->sets))
       eval_seq2seq({e->config_path, e->checkpoint, e->split, e->device, e->sets, e->beam, e->json});
     else
       run_eval(*e);

@@ -1,16 +1,26 @@
 #include "train_common.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <csignal>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <yaml-cpp/yaml.h>
+
+#include "commands.h"
 
 #include "recur/core/cuda.h"
 #include "recur/core/rng.h"
 #include "recur/core/thread_pool.h"
 #include "recur/ops/basic.h"
+#include "recur/train/checkpoint.h"
 
 namespace recur::cli {
+
+namespace fs = std::filesystem;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -170,12 +180,144 @@ void DataParallelStep::apply(double lr) {
   opt_.step();
 }
 
+std::string config_task(const std::string& path, const std::vector<std::string>& sets) {
+  std::string task;
+  for (const auto& s : sets)
+    if (s.rfind("task=", 0) == 0) task = s.substr(5);
+  if (!task.empty()) return task;
+  try {
+    YAML::Node root = YAML::LoadFile(path);
+    if (root.IsMap() && root["task"] && root["task"].IsScalar()) task = root["task"].as<std::string>();
+  } catch (const YAML::Exception&) {
+    return "";
+  }
+  return task;
+}
+
 bool track_validation(dist::Communicator& comm, bool lead, double score, double& best, int64_t& bad_epochs) {
   const double shared = dist::sum_over_ranks(comm, {lead ? score : 0.0})[0];
   const bool improved = shared > best;
   if (improved) best = shared;
   bad_epochs = improved ? 0 : bad_epochs + 1;
   return improved;
+}
+
+void run_epochs(const Config& c, const EpochsArgs& a, TrainProcess& proc, nn::Module& model,
+                const nlohmann::json& task_meta, EpochTask& hooks) {
+  std::ostream& log = *proc.log;
+  dist::Communicator& comm = *proc.comm;
+  auto params = model.named_parameters();
+  auto opt = make_optimizer(c, params);
+  const int64_t epochs = c.get_int("train.epochs"), accumulate = c.get_int("train.accumulate");
+  const int64_t steps_per_epoch = static_cast<int64_t>(hooks.batches(1).size());
+  const train::LrScheduleOptions so = schedule_options(c, steps_per_epoch, true);
+  const double max_minutes = c.get_float("train.max_minutes");
+  if (proc.lead) fs::create_directories(a.out);
+  int64_t start_epoch = 1, step = 0, bad_epochs = 0;
+  double best = -1e300, spent_before = 0;
+  auto t_train = Clock::now();
+  auto meta = [&](int64_t epoch) {
+    nlohmann::json m = task_meta;
+    m.update({{"config", c.to_json()}, {"epoch", epoch}, {"step", step}, {"best_score", best},
+              {"bad_epochs", bad_epochs}, {"train_seconds", spent_before + seconds_since(t_train)}});
+    return m;
+  };
+  if (!a.resume.empty()) {
+    const nlohmann::json m = train::load_checkpoint(a.resume, model, opt.get());
+    start_epoch = m.at("epoch").get<int64_t>() + 1;
+    step = m.at("step").get<int64_t>();
+    best = m.at("best_score").get<double>();
+    bad_epochs = m.value("bad_epochs", int64_t{0});
+    spent_before = m.value("train_seconds", 0.0);
+    log << fmt::format("resumed from {} after epoch {} (step {})\n", a.resume, start_epoch - 1, step);
+  }
+  dist::broadcast_parameters(params, comm);
+  DataParallelStep stepper(comm, *opt, params, accumulate, c.get_float("train.clip"));
+  std::ofstream metrics;
+  if (proc.lead) metrics.open(fs::path(a.out) / "metrics.jsonl", std::ios::app);
+  SigintScope sigint;
+  const bool tty = isatty(STDERR_FILENO);
+  const int64_t log_every = c.get_int("train.log_every");
+  const uint64_t seed = static_cast<uint64_t>(c.get_int("train.seed"));
+  log << fmt::format("train: {} parameters, {} steps per epoch{}\n", model.num_parameters(), steps_per_epoch,
+                     comm.size() > 1 ? fmt::format(" over {} ranks ({})", comm.size(), comm.name()) : "");
+  t_train = Clock::now();
+  bool out_of_time = false;
+  for (int64_t epoch = start_epoch; epoch <= epochs && !out_of_time; ++epoch) {
+    const auto t_epoch = Clock::now();
+    model.train(true);
+    double loss_sum = 0;
+    int64_t tokens = 0, seen = 0;
+    const auto batches = hooks.batches(epoch);
+    for (size_t bi = 0; bi < batches.size(); ++bi) {
+      const StepTotals st = stepper.run(
+          batches[bi], [&](int64_t i) { return hooks.terms(bi, i); },
+          [&](Tape& tape, const std::vector<int64_t>& items, uint64_t s) { return hooks.loss(tape, bi, items, s); },
+          seed ^ static_cast<uint64_t>(step), spent_before + seconds_since(t_train));
+      RECUR_CHECK(st.finite(), "train: the loss became {} at epoch {} step {}; lower train.lr or set train.clip",
+                  st.loss, epoch, step);
+      const double time_share = max_minutes > 0 ? std::min(1.0, st.lead_time / (60 * max_minutes)) : 0.0;
+      stepper.apply(train::lr_at(so, step, so.kind == train::LrScheduleKind::Cosine ? time_share : 0.0));
+      ++step;
+      loss_sum += st.loss;
+      ++seen;
+      tokens += static_cast<int64_t>(st.terms);
+      const double secs = seconds_since(t_epoch);
+      if (tty || (log_every > 0 && step % log_every == 0)) {
+        const double eta = secs / static_cast<double>(bi + 1) * static_cast<double>(batches.size() - bi - 1);
+        log << fmt::format("{}epoch {} step {}/{} loss {:.4f} {:.0f} {} ETA {:.0f}s{}", tty ? "\r" : "", epoch,
+                           bi + 1, batches.size(), loss_sum / static_cast<double>(seen),
+                           static_cast<double>(tokens) / secs, hooks.throughput_unit, eta, tty ? "   " : "\n");
+      }
+      if (max_minutes > 0 && st.lead_time > 60 * max_minutes) {
+        out_of_time = true;
+        log << fmt::format("\ntrain.max_minutes {} reached at epoch {} step {}/{}\n", max_minutes, epoch, bi + 1,
+                           batches.size());
+        break;
+      }
+      if (st.stop) {
+        const std::string path = (fs::path(a.out) / "interrupted.safetensors").string();
+        // Resuming from it reruns this epoch from its start (with the weights reached so far).
+        if (proc.lead) train::save_checkpoint(path, model, opt.get(), meta(epoch - 1));
+        log << fmt::format("\ninterrupted at epoch {} step {}: saved {}\n", epoch, step, path);
+        std::exit(130);
+      }
+    }
+    model.train(false);
+    const double train_secs = seconds_since(t_epoch);
+    EpochTask::Validation v;
+    if (proc.lead) v = hooks.validate();
+    const bool improved = track_validation(comm, proc.lead, v.score, best, bad_epochs);
+    if (tty) log << "\n";
+    log << fmt::format("epoch {} train loss {:.4f} valid {}{} ({:.0f} s train, {:.0f} s valid)\n", epoch,
+                       loss_sum / static_cast<double>(std::max<int64_t>(1, seen)), v.summary, improved ? " *" : "",
+                       train_secs, seconds_since(t_epoch) - train_secs);
+    if (proc.lead) {
+      metrics << nlohmann::json{{"kind", "epoch"}, {"epoch", epoch}, {"step", step},
+                                {"train_loss", loss_sum / static_cast<double>(std::max<int64_t>(1, seen))},
+                                {"lr", opt->lr()}, {"seconds", seconds_since(t_epoch)},
+                                {"tokens_per_s", static_cast<double>(tokens) / train_secs}, {"valid", v.json}}
+                     .dump()
+              << std::endl;
+      train::save_checkpoint((fs::path(a.out) / "last.safetensors").string(), model, opt.get(), meta(epoch));
+      if (improved) train::save_checkpoint((fs::path(a.out) / "best.safetensors").string(), model, nullptr, meta(epoch));
+    }
+    if (c.get_int("train.patience") > 0 && bad_epochs >= c.get_int("train.patience")) {
+      log << fmt::format("early stop: no validation improvement for {} epochs\n", bad_epochs);
+      break;
+    }
+  }
+  comm.barrier();  // checkpoints written before anyone reads them
+}
+
+void load_best(const std::string& out, nn::Module& fresh, const nn::Module& trained) {
+  const fs::path best = fs::path(out) / "best.safetensors";
+  if (fs::exists(best)) {
+    train::load_checkpoint(best.string(), fresh, nullptr);
+  } else {
+    std::cerr << fmt::format("no {}: testing the last weights\n", best.string());
+    fresh.load_state_dict(trained.state_dict());
+  }
 }
 
 }  // namespace recur::cli

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -107,6 +108,46 @@ class DataParallelStep {
   std::unique_ptr<dist::GradientReducer> reducer_;
   int64_t shard_terms_ = 0;
 };
+
+/// What a task gives run_epochs: its batches, its loss and its validation.
+struct EpochTask {
+  /// The global batches of an epoch (seeded by it): each a list of items, ShardItem::index its
+  /// position in the batch and tokens its work.
+  std::function<std::vector<std::vector<dist::ShardItem>>(int64_t epoch)> batches;
+  /// The loss terms of item `item` of batch `batch` of the current epoch.
+  std::function<int64_t(size_t batch, int64_t item)> terms;
+  /// The mean loss of those items of batch `batch` (see MicroLossFn).
+  std::function<Var(Tape& tape, size_t batch, const std::vector<int64_t>& items, uint64_t seed)> loss;
+  /// Rank 0, model in evaluation mode: the validation score (higher is better), its summary for the
+  /// log, and its JSON for metrics.jsonl.
+  struct Validation {
+    double score = 0;
+    std::string summary;
+    nlohmann::json json;
+  };
+  std::function<Validation()> validate;
+  std::string throughput_unit = "tok/s";  ///< what the progress line calls the loss terms per second
+};
+
+/// Where run_epochs writes and what it resumes.
+struct EpochsArgs {
+  std::string out;     ///< folder: last.safetensors, best.safetensors, interrupted.safetensors, metrics.jsonl
+  std::string resume;  ///< a last.safetensors (or interrupted) to continue from, or empty
+};
+
+/// The training loop every task shares: epochs of data-parallel steps (DataParallelStep) under
+/// train.epochs, train.max_minutes (a cosine schedule anneals by the deadline), train.clip,
+/// train.patience and the warmup-capped schedule; a progress line every train.log_every steps;
+/// after each epoch rank 0 validates, every rank takes its score, and rank 0 writes metrics.jsonl,
+/// last.safetensors (with the optimizer) and best.safetensors. Ctrl-C saves
+/// interrupted.safetensors (resuming reruns that epoch) and exits with status 130. `task_meta`
+/// goes into every checkpoint's metadata beside the config and the counters. Returns after a
+/// barrier, so that every rank can read the checkpoints.
+void run_epochs(const Config& c, const EpochsArgs& a, TrainProcess& proc, nn::Module& model,
+                const nlohmann::json& task_meta, EpochTask& task);
+
+/// best.safetensors of `out` into `fresh` (else, with a note on stderr, the weights of `trained`).
+void load_best(const std::string& out, nn::Module& fresh, const nn::Module& trained);
 
 /// End of an epoch: rank 0's validation score goes to every rank (they stop at the same epoch);
 /// updates `best` and `bad_epochs`; returns whether the score improved on `best`.
