@@ -420,9 +420,7 @@ void check_config(const Config& c) {
 }
 
 Config resolve(const std::string& path, const std::vector<std::string>& sets) {
-  Config c(seq2seq_schema());
-  c.load_yaml_file(path);
-  for (const auto& s : sets) c.set(s);
+  Config c = load_config(seq2seq_schema(), path, sets);
   check_config(c);
   return c;
 }
@@ -440,13 +438,7 @@ bool is_seq2seq_config(const std::string& path, const std::vector<std::string>& 
 
 void train_seq2seq(const Seq2SeqTrainArgs& a) {
   Config c = resolve(a.config_path, a.sets);
-  if (a.seed >= 0) c.set("train.seed=" + std::to_string(a.seed));
-  if (a.threads > 0) c.set("train.threads=" + std::to_string(a.threads));
-  if (!a.device.empty()) c.set("train.device=" + a.device);
-  if (a.print_config) {
-    std::cout << c.dump_yaml();
-    return;
-  }
+  if (!apply_train_flags(c, a.seed, a.threads, a.device, a.print_config)) return;
   const auto t_start = Clock::now();
   // Data parallelism: every rank holds the model, takes a token-balanced shard of each global
   // batch, and the gradients are averaged by token count (docs/DISTRIBUTED.md). One process is

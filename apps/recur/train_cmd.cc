@@ -405,21 +405,12 @@ struct TrainSettings {
 };
 
 Config resolve_config(const std::string& path, const std::vector<std::string>& sets) {
-  Config c(train_schema());
-  c.load_yaml_file(path);
-  for (const auto& s : sets) c.set(s);
-  return c;
+  return load_config(train_schema(), path, sets);
 }
 
 void run_train(const TrainSettings& s) {
   Config c = resolve_config(s.config_path, s.sets);
-  if (s.seed >= 0) c.set("train.seed=" + std::to_string(s.seed));
-  if (s.threads > 0) c.set("train.threads=" + std::to_string(s.threads));
-  if (!s.device.empty()) c.set("train.device=" + s.device);
-  if (s.print_config) {
-    std::cout << c.dump_yaml();
-    return;
-  }
+  if (!apply_train_flags(c, s.seed, s.threads, s.device, s.print_config)) return;
   // Data parallelism (docs/DISTRIBUTED.md): token-balanced shards of every global batch, gradients
   // averaged by example count; one process is a world of one. Only rank 0 logs and writes.
   TrainProcess proc = start_training_process(c);

@@ -53,6 +53,21 @@ std::vector<ConfigKey> common_train_keys() {
   };
 }
 
+Config load_config(std::vector<ConfigKey> schema, const std::string& path, const std::vector<std::string>& sets) {
+  Config c(std::move(schema));
+  c.load_yaml_file(path);
+  for (const auto& s : sets) c.set(s);
+  return c;
+}
+
+bool apply_train_flags(Config& c, int64_t seed, int threads, const std::string& device, bool print_config) {
+  if (seed >= 0) c.set("train.seed=" + std::to_string(seed));
+  if (threads > 0) c.set("train.threads=" + std::to_string(threads));
+  if (!device.empty()) c.set("train.device=" + device);
+  if (print_config) std::cout << c.dump_yaml();
+  return !print_config;
+}
+
 std::unique_ptr<train::Optimizer> make_optimizer(const Config& c, const train::NamedParams& params) {
   const std::string kind = c.get_string("train.optimizer");
   const double lr = c.get_float("train.lr"), wd = c.get_float("train.weight_decay");

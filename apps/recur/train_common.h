@@ -33,6 +33,12 @@ std::ostream& null_stream();
 /// threads, device, seed); each task's schema adds its own keys to these.
 std::vector<ConfigKey> common_train_keys();
 
+/// A config of `schema` from a YAML file with `key=value` overrides applied in order.
+Config load_config(std::vector<ConfigKey> schema, const std::string& path, const std::vector<std::string>& sets);
+/// `recur train`'s --seed, --threads and --device over the config (when given: >= 0, > 0,
+/// non-empty). With --print-config prints the resolved config and returns false (nothing to train).
+bool apply_train_flags(Config& c, int64_t seed, int threads, const std::string& device, bool print_config);
+
 /// train.optimizer (adam | adamw | sgd) with train.lr, train.weight_decay, train.momentum.
 std::unique_ptr<train::Optimizer> make_optimizer(const Config& c, const train::NamedParams& params);
 /// train.schedule (constant | step | cosine), train.lr and train.warmup_steps over

@@ -464,9 +464,7 @@ void check_config(const Config& c) {
 }
 
 Config resolve(const std::string& path, const std::vector<std::string>& sets) {
-  Config c(vec2seq_schema());
-  c.load_yaml_file(path);
-  for (const auto& s : sets) c.set(s);
+  Config c = load_config(vec2seq_schema(), path, sets);
   check_config(c);
   return c;
 }
@@ -823,13 +821,7 @@ bool is_vec2seq_config(const std::string& path, const std::vector<std::string>& 
 
 void train_vec2seq(const Vec2SeqTrainArgs& a) {
   Config c = resolve(a.config_path, a.sets);
-  if (a.seed >= 0) c.set("train.seed=" + std::to_string(a.seed));
-  if (a.threads > 0) c.set("train.threads=" + std::to_string(a.threads));
-  if (!a.device.empty()) c.set("train.device=" + a.device);
-  if (a.print_config) {
-    std::cout << c.dump_yaml();
-    return;
-  }
+  if (!apply_train_flags(c, a.seed, a.threads, a.device, a.print_config)) return;
   if (c.get_string("task") == "style-lm") train_style_lm(c, a);
   else train_autoencoder(c, a);
 }

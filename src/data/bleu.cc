@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "recur/core/error.h"
+#include "utf8.h"
 
 namespace recur::data {
 
@@ -30,23 +31,6 @@ int32_t decode_utf8(const std::string& text, size_t i, size_t& len) {
   return cp;
 }
 
-void append_utf8(std::string& out, int32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 // Python's str.isspace(), which is what str.split() and str.rstrip() use.
 bool is_python_space(int32_t cp) {
@@ -402,9 +386,9 @@ std::string lowercase_unicode(const std::string& text) {
     } else if (cp == 0x130) {
       out += "i\xCC\x87";  // i + U+0307 COMBINING DOT ABOVE
     } else if (cp == 0x3A3) {
-      append_utf8(out, final_sigma(k) ? 0x3C2 : 0x3C3);
+      utf8::append_utf8(out, final_sigma(k) ? 0x3C2 : 0x3C3);
     } else {
-      append_utf8(out, lower_code_point(cp));
+      utf8::append_utf8(out, static_cast<uint32_t>(lower_code_point(cp)));
     }
   }
   return out;

@@ -10,6 +10,7 @@
 
 #include "recur/core/error.h"
 #include "recur/core/rng.h"
+#include "utf8.h"
 
 namespace recur::data {
 
@@ -17,57 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// ---- UTF-8 -----------------------------------------------------------------------------------
-
-// Decodes the well-formed UTF-8 sequence at p[i] (Unicode's Table 3-7: no overlong forms, no
-// surrogates, nothing above U+10FFFF); `len` is its length. Anything else is one byte that decodes
-// to -1.
-int32_t decode_at(const unsigned char* p, size_t n, size_t i, size_t& len) {
-  const unsigned char c = p[i];
-  len = 1;
-  if (c < 0x80) return c;
-  size_t need = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  int32_t cp = 0;
-  if (c >= 0xC2 && c <= 0xDF) {
-    need = 2, cp = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    need = 3, cp = c & 0x0F;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    need = 4, cp = c & 0x07;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return -1;
-  }
-  if (i + need > n || p[i + 1] < lo || p[i + 1] > hi) return -1;
-  for (size_t k = 1; k < need; ++k) {
-    if (k > 1 && (p[i + k] & 0xC0) != 0x80) return -1;
-    cp = (cp << 6) | (p[i + k] & 0x3F);
-  }
-  len = need;
-  return cp;
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 bool is_scalar_value(uint64_t cp) { return cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF); }
 
@@ -81,7 +31,7 @@ template <class Fn> void for_each_symbol(const std::string& text, CharUnit unit,
   }
   for (size_t i = 0; i < n;) {
     size_t len = 1;
-    fn(decode_at(p, n, i, len));
+    fn(utf8::decode_at(p, n, i, len));
     i += len;
   }
 }
@@ -116,7 +66,7 @@ std::string read_text(const fs::path& file, const std::string& name) {
   int64_t line = 1;
   for (size_t i = 0; i < text.size();) {
     size_t len = 1;
-    RECUR_CHECK(decode_at(p, text.size(), i, len) >= 0, "{}: {}:{}: invalid UTF-8 (byte 0x{:02x} at offset {})", name,
+    RECUR_CHECK(utf8::decode_at(p, text.size(), i, len) >= 0, "{}: {}:{}: invalid UTF-8 (byte 0x{:02x} at offset {})", name,
                 file.string(), line, p[i], i);
     line += p[i] == '\n';
     i += len;
@@ -223,7 +173,7 @@ std::string normalize_typography(const std::string& text) {
   const auto* p = reinterpret_cast<const unsigned char*>(text.data());
   for (size_t i = 0; i < text.size();) {
     size_t len = 1;
-    const int32_t cp = decode_at(p, text.size(), i, len);
+    const int32_t cp = utf8::decode_at(p, text.size(), i, len);
     switch (cp) {
       case 0x2018: case 0x2019: case 0x201A: case 0x2032: out += '\''; break;
       case 0x201C: case 0x201D: case 0x201E: case 0x2033: out += '"'; break;
@@ -322,7 +272,7 @@ std::string CharVocab::decode(std::span<const int64_t> ids) const {
       if (unit_ == CharUnit::Byte)
         out += static_cast<char>(s);
       else
-        append_utf8(out, s);
+        utf8::append_utf8(out, s);
     }
   }
   return out;

@@ -3,23 +3,16 @@
 #include "recur/core/rng.h"
 #include "recur/ops/basic.h"
 #include "recur/ops/norm.h"
+#include "state_util.h"
 
 namespace recur::models {
+
+using detail::i64_on;
+using detail::layers_first;
 
 namespace {
 
 int64_t directions(const Seq2SeqOptions& o) { return o.bidirectional ? 2 : 1; }
-
-Tensor i64_on(const std::vector<int64_t>& v, Device device) {
-  return Tensor::from_i64({static_cast<int64_t>(v.size())}, v).to(device);
-}
-
-// (B, L*H) with the layers side by side -> (L, B, H), the RNN's state layout.
-Var layers_first(Tape& tape, const Var& x, int64_t L, int64_t B, int64_t H) {
-  if (L == 1) return reshape(tape, x, {1, B, H});
-  std::vector<Var> parts = split(tape, x, std::vector<int64_t>(static_cast<size_t>(L), H), 1);
-  return reshape(tape, concat(tape, parts, 0), {L, B, H});
-}
 
 }  // namespace
 

@@ -4,8 +4,12 @@
 #include "recur/nn/attention.h"
 #include "recur/ops/basic.h"
 #include "recur/ops/norm.h"
+#include "state_util.h"
 
 namespace recur::models {
+
+using detail::i64_on;
+using detail::layers_first;
 
 namespace {
 
@@ -16,17 +20,6 @@ const char* kind_name(ConditionKind k) {
     case ConditionKind::Dense: return "Dense";
   }
   return "?";
-}
-
-Tensor i64_on(const std::vector<int64_t>& v, Device device) {
-  return Tensor::from_i64({static_cast<int64_t>(v.size())}, v).to(device);
-}
-
-// (B, L*H) with the layers side by side -> (L, B, H), the RNN's state layout.
-Var layers_first(Tape& tape, const Var& x, int64_t L, int64_t B, int64_t H) {
-  if (L == 1) return reshape(tape, x, {1, B, H});
-  std::vector<Var> parts = split(tape, x, std::vector<int64_t>(static_cast<size_t>(L), H), 1);
-  return reshape(tape, concat(tape, parts, 0), {L, B, H});
 }
 
 void check_ids(const Tensor& ids, int64_t n, const char* what) {
