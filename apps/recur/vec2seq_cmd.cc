@@ -311,7 +311,7 @@ std::string format_bits(const LmData& d, const LmScores& s) {
 nlohmann::json bits_json(const LmData& d, const LmScores& s) {
   nlohmann::json j = nlohmann::json::object();
   for (size_t i = 0; i < d.conditions.size(); ++i)
-    j[d.conditions[i]] = {{"bits_per_char", s.bits[i]}, {"chars", s.chars[i]}};
+    j[d.conditions[i]] = {{"bits_per_char", s.bits[i]}, {"cross_entropy", s.bits[i] * std::log(2.0)}, {"chars", s.chars[i]}};
   return j;
 }
 
