@@ -13,6 +13,7 @@
 #include "recur/core/error.h"
 #include "recur/data/corpus.h"
 #include "recur/data/fetch.h"
+#include "test_util.h"
 
 namespace recur::data {
 namespace {
@@ -30,27 +31,7 @@ template <class Fn> std::string message_of(Fn&& fn) {
 
 #define EXPECT_MESSAGE_HAS(msg, part) EXPECT_NE((msg).find(part), std::string::npos) << (msg)
 
-// A temporary folder, removed at the end of the test.
-class TempDir {
- public:
-  explicit TempDir(const std::string& name)
-      : path_(fs::temp_directory_path() / ("recur_corpus_" + name + "_" + std::to_string(getpid()))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string write(const std::string& file, const std::string& text) const {
-    const fs::path p = path_ / file;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p, std::ios::binary) << text;
-    return p.string();
-  }
-  std::string str() const { return path_.string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using test::TempDir;
 
 std::vector<std::string> ids_of(const std::vector<Document>& docs) {
   std::vector<std::string> out;

@@ -10,6 +10,7 @@
 #include "recur/core/error.h"
 #include "recur/data/g2p.h"
 #include "recur/data/parallel.h"
+#include "test_util.h"
 
 namespace recur::data {
 namespace {
@@ -28,25 +29,7 @@ template <class Fn> std::string message_of(Fn&& fn) {
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-// A temporary folder, removed at the end of the test.
-class TempDir {
- public:
-  explicit TempDir(const std::string& name)
-      : path_(fs::temp_directory_path() / ("recur_parallel_" + name + "_" + std::to_string(getpid()))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string write(const std::string& file, const std::string& text) const {
-    const fs::path p = path_ / file;
-    std::ofstream(p, std::ios::binary) << text;
-    return p.string();
-  }
-  std::string path(const std::string& file) const { return (path_ / file).string(); }
-
- private:
-  fs::path path_;
-};
+using test::TempDir;
 
 const std::vector<std::string>& corpus() {
   static const std::vector<std::string> texts = {
@@ -87,7 +70,7 @@ TEST(ParallelText, TsvErrorsNameFileAndLine) {
   m = message_of([&] { read_parallel_tsv(two_tabs); });
   EXPECT_TRUE(contains(m, two_tabs + ":1")) << m;
   EXPECT_TRUE(contains(m, "more than one tab")) << m;
-  const std::string missing = dir.path("missing.tsv");
+  const std::string missing = dir.file("missing.tsv");
   m = message_of([&] { read_parallel_tsv(missing); });
   EXPECT_TRUE(contains(m, missing)) << m;
   const std::string empty = dir.write("empty.tsv", "\n \n");
@@ -112,7 +95,7 @@ TEST(ParallelText, AlignedFilesPairLinesAndNameBothFilesOnMismatch) {
   EXPECT_TRUE(contains(m, short_tgt)) << m;
   EXPECT_TRUE(contains(m, "5 lines")) << m;
   EXPECT_TRUE(contains(m, "2 lines")) << m;
-  const std::string missing = dir.path("nope.fr");
+  const std::string missing = dir.file("nope.fr");
   EXPECT_TRUE(contains(message_of([&] { read_parallel_files(src, missing); }), missing));
 }
 

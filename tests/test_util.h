@@ -2,6 +2,10 @@
 // Helpers shared by the unit tests: random tensors, closeness checks, central differences.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 
@@ -35,6 +39,33 @@ struct CommandOutput {
   std::string text;
 };
 CommandOutput run_recur(const std::string& args);
+
+/// A temporary folder (temp/recur_<name>_<pid>), emptied at the start and removed at the end.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& name)
+      : path_(std::filesystem::temp_directory_path() / ("recur_" + name + "_" + std::to_string(getpid()))) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  /// Writes `text` to `file` below the folder (creating sub-folders); returns its path.
+  std::string write(const std::string& file, const std::string& text) const {
+    const std::filesystem::path p = path_ / file;
+    std::filesystem::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::binary) << text;
+    return p.string();
+  }
+  const std::filesystem::path& path() const { return path_; }
+  /// The path of `file` below the folder (not created).
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  std::string str() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
 
 }  // namespace recur::test
 
