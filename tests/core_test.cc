@@ -7,10 +7,33 @@
 #include "recur/core/tape.h"
 #include "recur/core/tensor.h"
 #include "recur/core/thread_pool.h"
+#include "recur/ops/conv.h"
 #include "recur/seq/packed.h"
 #include "test_util.h"
 
 namespace recur {
+
+// The canary for the GCC 12 AVX-512 miscompile worked around in CMakeLists.txt: a small struct of
+// constants passed by value must arrive as written (it did not: {1, 1, 0, 0, 1, 1} became all ones).
+struct SixInts {
+  int64_t a = 1, b = 1, c = 0, d = 0, e = 1, f = 1;
+};
+[[gnu::noinline]] std::vector<int64_t> by_value(SixInts s) { return {s.a, s.b, s.c, s.d, s.e, s.f}; }
+[[gnu::noinline]] std::vector<int64_t> by_value(ops::Conv2dOptions o) {
+  return {o.stride_h, o.stride_w, o.pad_h, o.pad_w, o.dil_h, o.dil_w};
+}
+
+struct SixDoubles {
+  double a = 1, b = 1, c = 0, d = 0, e = 1, f = 1;
+};
+[[gnu::noinline]] std::vector<double> by_value(SixDoubles s) { return {s.a, s.b, s.c, s.d, s.e, s.f}; }
+
+TEST(Compiler, PassesSmallStructsByValue) {
+  EXPECT_EQ(by_value(SixDoubles{}), (std::vector<double>{1, 1, 0, 0, 1, 1}));
+  EXPECT_EQ(by_value(SixInts{}), (std::vector<int64_t>{1, 1, 0, 0, 1, 1}));
+  EXPECT_EQ(by_value(SixInts{2, 2, 0, 0, 1, 1}), (std::vector<int64_t>{2, 2, 0, 0, 1, 1}));
+  EXPECT_EQ(by_value(ops::Conv2dOptions::square(2)), (std::vector<int64_t>{2, 2, 0, 0, 1, 1}));
+}
 
 TEST(Tensor, ShapeViewRowsClone) {
   Tensor t = Tensor::from({2, 3}, {1, 2, 3, 4, 5, 6});
