@@ -14,6 +14,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   openmpi-bin libopenmpi-dev  # mpirun + MPI for data-parallel training (docs/DISTRIBUTED.md)
   clang libclang-rt-14-dev # libFuzzer + sanitizers for the fuzz step
+  # video files (recur/data/video.h; optional, CMake RECUR_OPENCV): decoding/encoding via FFmpeg
+  libopencv-core-dev libopencv-imgproc-dev libopencv-videoio-dev
 )
 
 missing=()
