@@ -49,6 +49,21 @@ void eval_vec2seq(const Vec2SeqEvalArgs& args);
 /// `recur generate` and `recur encode`.
 void add_generate(CLI::App& app);
 
+/// Whether a config is a video task (`task: video`), which `recur train` and `recur eval` hand to
+/// train_video / eval_video.
+bool is_video_config(const std::string& path, const std::vector<std::string>& sets);
+void train_video(const Seq2SeqTrainArgs& args);
+void eval_video(const Seq2SeqEvalArgs& args);
+/// Whether a checkpoint holds a video model (its metadata says task: video).
+bool is_video_checkpoint(const std::string& checkpoint);
+struct VideoPredictArgs {
+  std::string checkpoint, input, device = "cpu";
+  bool json = false;
+  int threads = 1;
+};
+/// `recur predict` for a video checkpoint: --input is a video file or a folder of them.
+void predict_video(const VideoPredictArgs& args);
+
 /// The `task` of a config file, with --set task=... taking precedence; "" when it has none (or the
 /// YAML does not parse: the config loader reports that with its position).
 std::string config_task(const std::string& path, const std::vector<std::string>& sets);

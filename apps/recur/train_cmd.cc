@@ -684,6 +684,10 @@ void predict_forecast(const PredictSettings& s, const nlohmann::json& meta) {
 }
 
 void run_predict(const PredictSettings& s) {
+  if (is_video_checkpoint(s.checkpoint)) {
+    predict_video({s.checkpoint, s.input, s.device, s.json, s.threads});
+    return;
+  }
   set_num_threads(s.threads);
   const nlohmann::json meta = train::read_checkpoint_config(s.checkpoint);
   if (meta.contains("series_norm")) {
@@ -773,6 +777,10 @@ void add_train(CLI::App& app) {
   cmd->add_option("--seed", s->seed, "Seed (overrides train.seed)");
   cmd->add_flag("--print-config", s->print_config, "Print the resolved config with a line of doc per key and exit");
   cmd->callback([s] {
+    if (is_video_config(s->config_path, s->sets)) {
+      train_video({s->config_path, s->sets, s->resume, s->out, s->device, s->threads, s->seed, s->print_config});
+      return;
+    }
     if (is_vec2seq_config(s->config_path, s->sets)) {
       train_vec2seq({s->config_path, s->sets, s->resume, s->out, s->device, s->threads, s->seed, s->print_config});
       return;
@@ -798,7 +806,9 @@ void add_train(CLI::App& app) {
   ev->add_option("--device", e->device, "cpu | cuda | cuda:N (overrides train.device)");
   ev->add_option("--beam", e->beam, "Sequence-to-sequence: beam size (1: greedy; default: decode.beam)");
   ev->callback([e] {
-    if (is_vec2seq_config(e->config_path, e->sets))
+    if (is_video_config(e->config_path, e->sets))
+      eval_video({e->config_path, e->checkpoint, e->split, e->device, e->sets, e->beam, e->json});
+    else if (is_vec2seq_config(e->config_path, e->sets))
       eval_vec2seq({e->config_path, e->checkpoint, e->split, e->device, e->sets, e->beam, e->json});
     else if (is_seq2seq_config(e->config_path, e->sets))
       eval_seq2seq({e->config_path, e->checkpoint, e->split, e->device, e->sets, e->beam, e->json});
@@ -807,9 +817,9 @@ void add_train(CLI::App& app) {
   });
 
   auto p = std::make_shared<PredictSettings>();
-  CLI::App* pr = app.add_subcommand("predict", "Label inputs with a trained checkpoint, one input per line, streaming");
+  CLI::App* pr = app.add_subcommand("predict", "Label inputs with a trained checkpoint: one input per line, streaming (a video model: --input is a video file or a folder of them)");
   pr->add_option("--checkpoint", p->checkpoint, "Checkpoint written by recur train")->required()->check(CLI::ExistingFile);
-  pr->add_option("--input", p->input, "Input file, or - for stdin (default)");
+  pr->add_option("--input", p->input, "Input file, or - for stdin (default); a video model: a video file or folder");
   pr->add_flag("--json", p->json, "One JSON object per input");
   pr->add_option("--threads", p->threads, "Threads")->check(CLI::PositiveNumber);
   pr->add_option("--device", p->device, "cpu | cuda | cuda:N");

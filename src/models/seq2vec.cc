@@ -36,7 +36,6 @@ Seq2Vec::Seq2Vec(const Seq2VecOptions& options, Rng& init) : opt_(options) {
 }
 
 Var Seq2Vec::forward(Tape& tape, const Tensor& x, const PackedBatch& layout, uint64_t seed) {
-  const bool training = is_training();
   Var h;
   if (embed_) {
     RECUR_CHECK(x.dtype() == DType::I64 && (x.ndim() == 1 || (x.ndim() == 2 && x.dim(1) == 1)),
@@ -47,6 +46,16 @@ Var Seq2Vec::forward(Tape& tape, const Tensor& x, const PackedBatch& layout, uin
     RECUR_CHECK(x.ndim() == 2 && x.dim(1) == opt_.input_size, "Seq2Vec: expected (N, {}) feature rows, got {}",
                 opt_.input_size, x.shape_str());
     h = Var(x);
+  }
+  return forward_features(tape, h, layout, seed);
+}
+
+Var Seq2Vec::forward_features(Tape& tape, const Var& x, const PackedBatch& layout, uint64_t seed) {
+  const bool training = is_training();
+  Var h = x;
+  if (!embed_) {
+    RECUR_CHECK(h.value().ndim() == 2 && h.value().dim(1) == opt_.input_size,
+                "Seq2Vec: expected (N, {}) feature rows, got {}", opt_.input_size, h.value().shape_str());
     if (proj_) h = proj_->forward(tape, h);
   }
   nn::RnnOutput r = rnn_->forward(tape, h, layout, {}, {}, mix64(seed));

@@ -40,6 +40,9 @@ class Seq2Vec : public nn::Module {
   /// x: packed (N, input_size) float rows, or (N) / (N, 1) int64 ids for an embedding model. Returns
   /// (B, outputs) in the layout's original batch order. `seed` drives this call's dropout masks.
   Var forward(Tape& tape, const Tensor& x, const PackedBatch& layout, uint64_t seed);
+  /// The same for a feature model (input_size > 0) whose rows come from another differentiable
+  /// model (e.g. a CNN per video frame): gradients flow back into `x` (N, input_size).
+  Var forward_features(Tape& tape, const Var& x, const PackedBatch& layout, uint64_t seed);
 
   const Seq2VecOptions& options() const { return opt_; }
 

@@ -1,0 +1,134 @@
+// recur train / eval / predict for `task: video` through the real binary, on tiny real video files
+// written by the test (a bright square moving left or right over 16x16 frames: only the order of
+// the frames tells the classes apart); bad input: an empty class folder, a truncated video
+// (an error naming it, or skipped with a warning), predict from stdin.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "recur/core/rng.h"
+#include "recur/data/video.h"
+#include "test_util.h"
+
+namespace recur {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A square of 4x4 pixels moving 2 pixels a frame, left (label 0) or right (1), on 16x16 frames.
+data::Clip moving_square(Rng& rng, int64_t label) {
+  data::Clip c;
+  c.frames = 4 + static_cast<int64_t>(rng.below(3));
+  c.channels = 1, c.height = 16, c.width = 16;
+  c.pixels.assign(static_cast<size_t>(c.frames * 256), 0);
+  const int64_t row = static_cast<int64_t>(rng.below(12));
+  const int64_t span = 2 * (c.frames - 1), start = static_cast<int64_t>(rng.below(static_cast<uint64_t>(12 - span + 1)));
+  for (int64_t t = 0; t < c.frames; ++t) {
+    const int64_t col = start + 2 * (label == 1 ? t : c.frames - 1 - t);
+    for (int64_t y = row; y < row + 4; ++y)
+      for (int64_t x = col; x < col + 4; ++x) c.pixels[static_cast<size_t>(t * 256 + y * 16 + x)] = 255;
+  }
+  return c;
+}
+
+class CliVideo : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!data::video_support()) GTEST_SKIP() << "built without OpenCV";
+    Rng rng(4);
+    const char* names[2] = {"left", "right"};
+    for (const char* split : {"train", "valid", "test"}) {
+      const int n = std::string(split) == "train" ? 48 : 12;
+      for (int i = 0; i < n; ++i) {
+        const int64_t label = i % 2;
+        const fs::path p = dir_.path() / "clips" / split / names[label] / fmt::format("{:03d}.avi", i);
+        fs::create_directories(p.parent_path());
+        data::write_video(p.string(), moving_square(rng, label), 10.0, "FFV1");
+      }
+    }
+    dir_.write("video.yaml", "task: video\n"
+                             "data:\n  dir: " + dir_.file("clips") + "\n  height: 16\n  width: 16\n"
+                             "model:\n  cnn_channels: [8]\n  cnn_groups: 2\n  frame_features: 16\n  hidden: 16\n"
+                             "train:\n  epochs: 25\n  batch: 8\n  lr: 0.01\n  warmup_steps: 5\n  threads: 1\n"
+                             "  patience: 0\n");
+  }
+  std::string cfg() const { return dir_.file("video.yaml"); }
+  test::TempDir dir_{"cli_video"};
+};
+
+TEST_F(CliVideo, TrainEvalPredict) {
+  auto r = test::run_recur("train " + cfg() + " --out " + dir_.file("out"));
+  ASSERT_EQ(r.status, 0) << r.text;
+  EXPECT_NE(r.text.find("48 training / 12 validation / 12 test clips, 2 classes"), std::string::npos) << r.text;
+  EXPECT_NE(r.text.find("test: accuracy "), std::string::npos) << r.text;
+  const std::string ckpt = dir_.file("out/best.safetensors");
+  ASSERT_TRUE(fs::exists(ckpt));
+
+  auto e = test::run_recur("eval " + cfg() + " --checkpoint " + ckpt + " --json");
+  ASSERT_EQ(e.status, 0) << e.text;
+  nlohmann::json j;
+  std::istringstream lines(e.text);
+  for (std::string l; std::getline(lines, l);)
+    if (!l.empty() && l[0] == '{') j = nlohmann::json::parse(l);
+  ASSERT_TRUE(j.contains("accuracy")) << e.text;
+  EXPECT_EQ(j["clips"], 12);
+  EXPECT_GE(j["accuracy"].get<double>(), 0.9) << e.text;
+
+  // One file: its class and probability; a folder: one line per video, in order.
+  const std::string one = dir_.file("clips/test/right/001.avi");
+  auto p = test::run_recur("predict --checkpoint " + ckpt + " --input " + one + " --json");
+  ASSERT_EQ(p.status, 0) << p.text;
+  const auto pj = nlohmann::json::parse(p.text.substr(p.text.find('{')));
+  EXPECT_EQ(pj["file"], one);
+  EXPECT_TRUE(pj["label"] == "left" || pj["label"] == "right");
+  EXPECT_GT(pj["probability"].get<double>(), 0.0);
+  auto d = test::run_recur("predict --checkpoint " + ckpt + " --input " + dir_.file("clips/test/left"));
+  ASSERT_EQ(d.status, 0) << d.text;
+  int lines_out = 0, left = 0;
+  std::istringstream dl(d.text);
+  for (std::string l; std::getline(dl, l);)
+    if (l.find(".avi\t") != std::string::npos) ++lines_out, left += l.find("\tleft\t") != std::string::npos;
+  EXPECT_EQ(lines_out, 6) << d.text;
+  EXPECT_GE(left, 5) << d.text;
+
+  // stdin is not a video.
+  auto s = test::run_recur("predict --checkpoint " + ckpt + " < /dev/null");
+  EXPECT_NE(s.status, 0);
+  EXPECT_NE(s.text.find("--input FILE or --input DIR"), std::string::npos) << s.text;
+
+  // A truncated video: an error naming it by default, a warning and the rest with skip.
+  const std::string bad = dir_.file("clips/test/left/999.avi");
+  {
+    std::ifstream in(one, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(bad, std::ios::binary) << bytes.substr(0, 40);
+  }
+  auto be = test::run_recur("eval " + cfg() + " --checkpoint " + ckpt);
+  EXPECT_NE(be.status, 0);
+  EXPECT_NE(be.text.find("999.avi"), std::string::npos) << be.text;
+  auto bs = test::run_recur("eval " + cfg() + " --checkpoint " + ckpt + " --set data.on_bad_video=skip");
+  ASSERT_EQ(bs.status, 0) << bs.text;
+  EXPECT_NE(bs.text.find("warning: skipping " + bad), std::string::npos) << bs.text;
+  EXPECT_NE(bs.text.find("(12 clips)"), std::string::npos) << bs.text;
+}
+
+TEST_F(CliVideo, BadDataIsAClearError) {
+  fs::create_directories(dir_.path() / "clips" / "train" / "up");
+  auto r = test::run_recur("train " + cfg() + " --out " + dir_.file("out"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.text.find("up"), std::string::npos) << r.text;
+  EXPECT_FALSE(fs::exists(dir_.path() / "out" / "best.safetensors"));
+  fs::remove_all(dir_.path() / "clips" / "train" / "up");
+  auto k = test::run_recur("train " + cfg() + " --out " + dir_.file("out") + " --set model.cnn_groups=3");
+  EXPECT_NE(k.status, 0);
+  EXPECT_NE(k.text.find("3 norm groups"), std::string::npos) << k.text;
+  auto m = test::run_recur("train " + cfg() + " --out " + dir_.file("out") + " --set data.dir=" + dir_.file("nowhere"));
+  EXPECT_NE(m.status, 0);
+  EXPECT_NE(m.text.find("nowhere"), std::string::npos) << m.text;
+}
+
+}  // namespace
+}  // namespace recur
