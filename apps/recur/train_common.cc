@@ -221,7 +221,7 @@ void run_epochs(const Config& c, const EpochsArgs& a, TrainProcess& proc, nn::Mo
                 const nlohmann::json& task_meta, EpochTask& hooks) {
   std::ostream& log = *proc.log;
   dist::Communicator& comm = *proc.comm;
-  auto params = model.named_parameters();
+  const train::NamedParams params = hooks.parameters.empty() ? model.named_parameters() : hooks.parameters;
   auto opt = make_optimizer(c, params);
   const int64_t epochs = c.get_int("train.epochs"), accumulate = c.get_int("train.accumulate");
   const int64_t steps_per_epoch = static_cast<int64_t>(hooks.batches(1).size());

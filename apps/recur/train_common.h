@@ -133,6 +133,8 @@ struct EpochTask {
   };
   std::function<Validation()> validate;
   std::string throughput_unit = "tok/s";  ///< what the progress line calls the loss terms per second
+  /// What the optimizer updates; empty: every parameter of the model (a frozen part is left out).
+  train::NamedParams parameters;
 };
 
 /// Where run_epochs writes and what it resumes.

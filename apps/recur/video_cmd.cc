@@ -37,6 +37,13 @@ std::vector<ConfigKey> video_schema() {
       {"data.train", V::String, "", "training clips: a folder per class or a CSV of path,label (overrides data.dir)", {}},
       {"data.valid", V::String, "", "validation clips (folder or CSV); needed with data.train", {}},
       {"data.test", V::String, "", "test clips (folder or CSV); empty with data.train: no test", {}},
+      {"data.images", V::String, "",
+       "fashion-mnist: instead of videos, single Fashion-MNIST images as one-frame clips, each placed at a random "
+       "spot of a data.canvas-wide black frame like a Moving Fashion frame (to train a frame CNN for "
+       "model.cnn_checkpoint); every 10th training image validates, the test images test",
+       {"", "fashion-mnist"}},
+      {"data.canvas", V::Int, "64", "data.images: side of the black frame the 28x28 item is placed on", {}},
+      {"data.limit", V::Int, "0", "data.images: use only the first N training images (0: all)", {}},
       {"data.height", V::Int, "32", "frames are resized to this height", {}},
       {"data.width", V::Int, "32", "frames are resized to this width", {}},
       {"data.grey", V::Bool, "true", "grey frames (1 channel); false: RGB", {}},
@@ -147,7 +154,62 @@ data::PixelNorm fit_norm(const data::VideoDataset& ds) {
   return {static_cast<float>(mean), static_cast<float>(std::sqrt(var))};
 }
 
+// One-frame clips of Fashion-MNIST images: each 28x28 item at a seeded random spot of a black
+// canvas x canvas frame, shrunk to height x width by averaging (canvas must be a whole multiple).
+data::VideoDataset image_clips(const data::SequenceDataset& images, const Config& c, uint64_t seed) {
+  const int64_t canvas = c.get_int("data.canvas"), h = c.get_int("data.height"), w = c.get_int("data.width");
+  RECUR_CHECK(canvas >= 28, "data.canvas ({}) must be at least 28 (the item's side)", canvas);
+  RECUR_CHECK(c.get_bool("data.grey"), "data.images: Fashion-MNIST is grey; set data.grey: true");
+  RECUR_CHECK(canvas % h == 0 && canvas % w == 0,
+              "data.images: data.canvas {} must be a whole multiple of data.height {} and data.width {}", canvas, h, w);
+  const int64_t fy = canvas / h, fx = canvas / w;
+  data::VideoDataset out;
+  out.class_names = images.class_names;
+  std::vector<float> frame(static_cast<size_t>(canvas * canvas));
+  for (size_t i = 0; i < images.examples.size(); ++i) {
+    Rng r(mix64(seed ^ mix64(i)));
+    const int64_t top = static_cast<int64_t>(r.below(static_cast<uint64_t>(canvas - 28 + 1)));
+    const int64_t left = static_cast<int64_t>(r.below(static_cast<uint64_t>(canvas - 28 + 1)));
+    std::fill(frame.begin(), frame.end(), 0.0f);
+    const float* px = images.examples[i].features.f32();
+    for (int64_t y = 0; y < 28; ++y)
+      for (int64_t x = 0; x < 28; ++x) frame[static_cast<size_t>((top + y) * canvas + left + x)] = px[y * 28 + x];
+    data::Clip clip;
+    clip.frames = 1, clip.channels = 1, clip.height = h, clip.width = w;
+    clip.label = images.examples[i].label;
+    clip.pixels.resize(static_cast<size_t>(h * w));
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x) {
+        float sum = 0;
+        for (int64_t dy = 0; dy < fy; ++dy)
+          for (int64_t dx = 0; dx < fx; ++dx) sum += frame[static_cast<size_t>((y * fy + dy) * canvas + x * fx + dx)];
+        clip.pixels[static_cast<size_t>(y * w + x)] =
+            static_cast<uint8_t>(std::lround(std::clamp(sum / static_cast<float>(fy * fx), 0.0f, 1.0f) * 255.0f));
+      }
+    out.clips.push_back(std::move(clip));
+  }
+  return out;
+}
+
+VideoData load_images(const Config& c, bool need_train, const nlohmann::json* meta) {
+  std::string dir = c.get_string("data.dir");
+  if (dir.empty()) dir = data::fetch_dataset("fashion-mnist", data::default_cache_dir(), &std::cerr).path;
+  VideoData d;
+  const data::SequenceDataset train = data::load_fashion_mnist_rows(dir, "train", c.get_int("data.limit"));
+  const data::VideoDataset all = image_clips(train, c, 1);
+  d.train.class_names = d.valid.class_names = all.class_names;
+  for (size_t i = 0; i < all.clips.size(); ++i) (i % 10 == 0 ? d.valid : d.train).clips.push_back(all.clips[i]);
+  d.test = image_clips(data::load_fashion_mnist_rows(dir, "test", 0), c, 2);
+  if (need_train || !meta) d.norm = fit_norm(d.train);
+  else d.norm = {meta->at("pixel_norm").at(0).get<float>(), meta->at("pixel_norm").at(1).get<float>()};
+  if (!need_train) d.train.clips.clear();
+  std::cerr << fmt::format("data: Fashion-MNIST as one-frame clips: {} training / {} validation / {} test\n",
+                           need_train ? d.train.clips.size() : 0, d.valid.clips.size(), d.test.clips.size());
+  return d;
+}
+
 VideoData load_data(const Config& c, bool need_train, const nlohmann::json* meta) {
+  if (!c.get_string("data.images").empty()) return load_images(c, need_train, meta);
   const Sources src = sources(c);
   const data::VideoReadOptions ro = read_options(c);
   VideoData d;
@@ -365,6 +427,7 @@ void train_video(const Seq2SeqTrainArgs& a) {
     return EpochTask::Validation{s.accuracy() - 1e-4 * s.loss, s.summary(), s.json()};
   };
   task.throughput_unit = "clips/s";
+  task.parameters = model.trainable_parameters();
   run_epochs(c, {a.out, a.resume}, proc, model, task_meta(d), task);
   if (!proc.lead) return;
   if (d.test.clips.empty()) return;

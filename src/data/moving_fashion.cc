@@ -78,12 +78,16 @@ Clip render_clip(const uint8_t* item, int64_t cls, int64_t size, const MovingFas
       cy[t] = (horizontal ? across : along) + half;
     }
   } else if (cls <= kCcw) {
-    const double a0 = uniform(rng, 0.0, 360.0);
-    const double w = uniform(rng, 10.0, 15.0);
+    // The item tilts within +-60 degrees of upright: the tilt is something a frame CNN can read
+    // off (an angle anywhere on the circle, with no upright to refer to, was not learned; see
+    // docs/RESULTS.md), and the segment of angles is placed uniformly, as for the moves.
+    const double range = 120.0;
+    const double w = std::min(uniform(rng, 6.0, 9.0), range / last);
+    const double lo = uniform(rng, -range / 2, range / 2 - w * last);
     const double r = half * std::sqrt(2.0);
     const double x = uniform(rng, r, 64.0 - r), y = uniform(rng, r, 64.0 - r);
     for (int64_t t = 0; t < T; ++t) {
-      angle[t] = a0 + (cls == kCcw ? w : -w) * static_cast<double>(t);
+      angle[t] = lo + w * (cls == kCcw ? static_cast<double>(t) : last - static_cast<double>(t));
       cx[t] = x;
       cy[t] = y;
     }

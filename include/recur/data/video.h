@@ -135,8 +135,12 @@ struct MovingFashionSummary {
 ///    the item's top-left along the motion axis is p_t = lo + v t (right, down) or lo + v (T-1-t)
 ///    (left, up) with lo ~ U[0, span - v (T-1)], and across it a constant ~ U[0, span]. So the set
 ///    of positions is a uniformly placed segment whichever the direction.
-///  - rotate-cw/ccw: a_0 ~ U[0, 360), w ~ U[10, 15] deg/frame, a_t = a_0 - w t (cw) or a_0 + w t
-///    (ccw); s = b; c fixed ~ U[r, 64 - r]^2 with r = 14 sqrt(2) (the rotated item stays inside).
+///  - rotate-cw/ccw: the item tilts within +-60 degrees of upright: w ~ U[6, 9] deg/frame, lowered
+///    to 120/(T-1) when the turn would not fit; the segment of angles [lo, lo + w (T-1)] is placed
+///    uniformly inside [-60, 60]; a_t = lo + w t (ccw) or lo + w (T-1-t) (cw); s = b; c fixed
+///    ~ U[r, 64 - r]^2 with r = 14 sqrt(2) (the rotated item stays inside). (A first version
+///    turned from a uniform start angle at 10-15 deg/frame; no frame-CNN + LSTM learned its
+///    direction in 40 minutes: docs/RESULTS.md.)
 ///  - zoom-in/out: per-frame log-scale step d ~ U[log 1.04, log 1.06], lowered to
 ///    log(1.6/0.6)/(T-1) when needed; the segment of log-scales [lo, lo + d (T-1)] is placed
 ///    uniformly inside [log 0.6, log 1.6]; log(s_t/b) = lo + d t (zoom-in) or lo + d (T-1-t)
