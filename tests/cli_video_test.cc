@@ -11,6 +11,7 @@
 
 #include "recur/core/rng.h"
 #include "recur/data/video.h"
+#include "recur/train/safetensors.h"
 #include "test_util.h"
 
 namespace recur {
@@ -113,6 +114,37 @@ TEST_F(CliVideo, TrainEvalPredict) {
   ASSERT_EQ(bs.status, 0) << bs.text;
   EXPECT_NE(bs.text.find("warning: skipping " + bad), std::string::npos) << bs.text;
   EXPECT_NE(bs.text.find("(12 clips)"), std::string::npos) << bs.text;
+}
+
+// A CNN from another checkpoint, frozen: the new model's CNN weights are exactly the old ones, and
+// its recurrent part still learns.
+TEST_F(CliVideo, PretrainedFrozenCnn) {
+  auto r = test::run_recur("train " + cfg() + " --out " + dir_.file("a") + " --set train.epochs=2");
+  ASSERT_EQ(r.status, 0) << r.text;
+  const std::string first = dir_.file("a/best.safetensors");
+  auto f = test::run_recur("train " + cfg() + " --out " + dir_.file("b") + " --set train.epochs=3 --set model.cnn_checkpoint=" +
+                           first + " --set model.freeze_cnn=true");
+  ASSERT_EQ(f.status, 0) << f.text;
+  EXPECT_NE(f.text.find("CNN frozen"), std::string::npos) << f.text;
+  const SafetensorsFile a = load_safetensors(first), b = load_safetensors(dir_.file("b/last.safetensors"));
+  int cnn = 0, moved = 0;
+  for (const auto& [name, t] : a.tensors) {
+    if (!b.tensors.count(name)) continue;
+    const Tensor& u = b.tensors.at(name);
+    bool same = u.numel() == t.numel();
+    for (int64_t i = 0; same && i < t.numel(); ++i) same = t.f32()[i] == u.f32()[i];
+    if (name.rfind("cnn.", 0) == 0) {
+      ++cnn;
+      EXPECT_TRUE(same) << name;
+    } else {
+      moved += !same;
+    }
+  }
+  EXPECT_GT(cnn, 0);
+  EXPECT_GT(moved, 0);
+  auto bad = test::run_recur("train " + cfg() + " --out " + dir_.file("c") + " --set model.cnn_checkpoint=" + cfg());
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.text.find("video.yaml"), std::string::npos) << bad.text;
 }
 
 TEST_F(CliVideo, BadDataIsAClearError) {

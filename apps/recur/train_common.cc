@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <numeric>
 #include <yaml-cpp/yaml.h>
 
 #include "commands.h"
@@ -215,6 +216,26 @@ bool track_validation(dist::Communicator& comm, bool lead, double score, double&
   if (improved) best = shared;
   bad_epochs = improved ? 0 : bad_epochs + 1;
   return improved;
+}
+
+std::vector<std::vector<dist::ShardItem>> shuffled_batches(size_t n, int64_t batch, uint64_t seed, int64_t epoch,
+                                                           const std::function<int64_t(size_t)>& work,
+                                                           std::vector<std::vector<size_t>>* batches) {
+  std::vector<size_t> idx(n);
+  std::iota(idx.begin(), idx.end(), size_t{0});
+  Rng r(mix64(seed ^ static_cast<uint64_t>(epoch)));
+  for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[r.next_u64() % i]);
+  batches->clear();
+  std::vector<std::vector<dist::ShardItem>> out;
+  const size_t b = static_cast<size_t>(batch);
+  for (size_t at = 0; at < idx.size(); at += b) {
+    batches->emplace_back(idx.begin() + static_cast<std::ptrdiff_t>(at),
+                          idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), at + b)));
+    out.emplace_back();
+    for (size_t k = 0; k < batches->back().size(); ++k)
+      out.back().push_back({static_cast<int64_t>(k), work(batches->back()[k])});
+  }
+  return out;
 }
 
 void run_epochs(const Config& c, const EpochsArgs& a, TrainProcess& proc, nn::Module& model,

@@ -137,6 +137,13 @@ struct EpochTask {
   train::NamedParams parameters;
 };
 
+/// Items 0..n-1 shuffled by (seed, epoch) and cut into global batches of `batch`: `*batches` gets
+/// each batch's item numbers, the result its ShardItems (index: the position in the batch, tokens:
+/// work(item)), as EpochTask::batches returns them.
+std::vector<std::vector<dist::ShardItem>> shuffled_batches(size_t n, int64_t batch, uint64_t seed, int64_t epoch,
+                                                           const std::function<int64_t(size_t)>& work,
+                                                           std::vector<std::vector<size_t>>* batches);
+
 /// Where run_epochs writes and what it resumes.
 struct EpochsArgs {
   std::string out;     ///< folder: last.safetensors, best.safetensors, interrupted.safetensors, metrics.jsonl

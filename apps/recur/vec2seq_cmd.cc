@@ -560,20 +560,8 @@ void train_autoencoder(const Config& c, const Vec2SeqTrainArgs& a) {
   std::vector<std::vector<size_t>> batches;
   EpochTask hooks;
   hooks.batches = [&](int64_t epoch) {
-    std::vector<size_t> idx(w.train.size());
-    std::iota(idx.begin(), idx.end(), size_t{0});
-    Rng r(mix64(static_cast<uint64_t>(c.get_int("train.seed")) ^ static_cast<uint64_t>(epoch)));
-    for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[r.next_u64() % i]);
-    batches.clear();
-    std::vector<std::vector<dist::ShardItem>> out;
-    for (size_t at = 0; at < idx.size(); at += static_cast<size_t>(batch)) {
-      batches.emplace_back(idx.begin() + static_cast<std::ptrdiff_t>(at),
-                           idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), at + static_cast<size_t>(batch))));
-      out.emplace_back();
-      for (size_t k = 0; k < batches.back().size(); ++k)
-        out.back().push_back({static_cast<int64_t>(k), 2 * static_cast<int64_t>(w.train[batches.back()[k]].size()) + 1});
-    }
-    return out;
+    return shuffled_batches(w.train.size(), batch, static_cast<uint64_t>(c.get_int("train.seed")), epoch,
+                            [&](size_t i) { return 2 * static_cast<int64_t>(w.train[i].size()) + 1; }, &batches);
   };
   hooks.terms = [&](size_t bi, int64_t i) {
     return static_cast<int64_t>(w.train[batches[bi][static_cast<size_t>(i)]].size()) + 1;

@@ -400,20 +400,8 @@ void train_video(const Seq2SeqTrainArgs& a) {
   std::vector<std::vector<size_t>> batches;
   EpochTask task;
   task.batches = [&](int64_t epoch) {
-    std::vector<size_t> idx(d.train.clips.size());
-    std::iota(idx.begin(), idx.end(), size_t{0});
-    Rng r(mix64(static_cast<uint64_t>(c.get_int("train.seed")) ^ static_cast<uint64_t>(epoch)));
-    for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[r.next_u64() % i]);
-    batches.clear();
-    std::vector<std::vector<dist::ShardItem>> out;
-    for (size_t at = 0; at < idx.size(); at += static_cast<size_t>(batch)) {
-      batches.emplace_back(idx.begin() + static_cast<std::ptrdiff_t>(at),
-                           idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), at + static_cast<size_t>(batch))));
-      out.emplace_back();
-      for (size_t k = 0; k < batches.back().size(); ++k)
-        out.back().push_back({static_cast<int64_t>(k), d.train.clips[batches.back()[k]].frames});
-    }
-    return out;
+    return shuffled_batches(d.train.clips.size(), batch, static_cast<uint64_t>(c.get_int("train.seed")), epoch,
+                            [&](size_t i) { return d.train.clips[i].frames; }, &batches);
   };
   task.terms = [](size_t, int64_t) { return int64_t{1}; };
   task.loss = [&](Tape& tape, size_t bi, const std::vector<int64_t>& items, uint64_t seed) {
