@@ -172,8 +172,8 @@ TEST(CudaConv, Conv2dUndefinedGradientsAreAllocatedOnTheGpu) {
   }
 }
 
-// A larger convolution: the im2col path splits the batch over several column buffers only for
-// big inputs, cuDNN picks other algorithms; both must still agree with the CPU.
+// A larger convolution (cuDNN picks other algorithms, the im2col path batches 16 images in one
+// strided GEMM); both must still agree with the CPU.
 TEST(CudaConv, Conv2dLargerBatchMatchesCpu) {
   RECUR_REQUIRE_GPU();
   Rng rng(303);
@@ -197,6 +197,40 @@ TEST(CudaConv, Conv2dLargerBatchMatchesCpu) {
     // dw sums 16 * 32 * 32 products per entry.
     EXPECT_ALL_CLOSE(dwg, dw, kRed, 1e-3);
     EXPECT_ALL_CLOSE(dbg, db, kRed, 1e-3);
+  }
+}
+
+// Column matrices above the im2col path's buffer budget (2^25 floats): 360 x 36864 floats per
+// image fit twice, so 3 images run as a chunk of 2 and a chunk of 1, and every offset of the
+// second chunk (im2col, the GEMMs, col2im) is exercised. Non-square kernel, dilation on one axis.
+TEST(CudaConv, Conv2dIm2colSplitsTheBatchOverColumnBuffers) {
+  RECUR_REQUIRE_GPU();
+  Rng rng(304);
+  const ops::Conv2dOptions opt{1, 1, 2, 2, 1, 2};  // stride 1, pad 2 x 2, dilation 1 x 2
+  const int64_t n = 3, c = 24, h = 192, w = 192, o = 4, kh = 5, kw = 3;
+  const double wscale = 1.0 / std::sqrt(static_cast<double>(c * kh * kw));
+  Tensor x = randn({n, c, h, w}, rng), wt = randn({o, c, kh, kw}, rng, wscale), b = randn({o}, rng);
+  Tensor y;
+  ops::conv2d_forward(&y, x, wt, b, opt);
+  ASSERT_EQ(y.shape(), (Shape{n, o, h, w}));
+  Tensor dy = randn(y.shape(), rng);
+  Tensor dx = randn(x.shape(), rng), dw = randn(wt.shape(), rng), db = randn({o}, rng);
+  Tensor dx0 = dx.clone(), dw0 = dw.clone(), db0 = db.clone();
+  ops::conv2d_backward(&dx, &dw, &db, dy, x, wt, opt);
+  for (bool cudnn : conv_paths()) {
+    ConvPath path(cudnn);
+    SCOPED_TRACE(cudnn ? "cuDNN" : "im2col");
+    Tensor yg;
+    ops::conv2d_forward(&yg, gpu(x), gpu(wt), gpu(b), opt);
+    EXPECT_EQ(last_path(), cudnn ? "cudnn" : "im2col");
+    EXPECT_ALL_CLOSE(yg, y, kRed, kRed);
+    Tensor dxg = gpu(dx0), dwg = gpu(dw0), dbg = gpu(db0);
+    ops::conv2d_backward(&dxg, &dwg, &dbg, gpu(dy), gpu(x), gpu(wt), opt);
+    EXPECT_EQ(last_path(), cudnn ? "cudnn" : "im2col");
+    EXPECT_ALL_CLOSE(dxg, dx, kRed, kRed);
+    // dw and dbias sum 3 * 192 * 192 products per entry.
+    EXPECT_ALL_CLOSE(dwg, dw, kRed, 1e-2);
+    EXPECT_ALL_CLOSE(dbg, db, kRed, 1e-2);
   }
 }
 

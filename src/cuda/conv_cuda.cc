@@ -280,6 +280,8 @@ Choice pick(const std::vector<Perf>& perfs, int returned, bool tf32) {
   for (int i = 0; i < returned; ++i) {
     const Perf& p = perfs[static_cast<size_t>(i)];
     if (p.status != CUDNN_STATUS_SUCCESS) continue;
+    // Float data converted down to FP16: more than allow_tf32 permits, never taken.
+    if (p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
     if (!tf32 && p.mathType != CUDNN_FMA_MATH && p.mathType != CUDNN_DEFAULT_MATH) continue;
     if (p.memory <= kWorkspaceSoftLimit)
       return {true, static_cast<int>(p.algo), tf32 ? p.mathType : CUDNN_FMA_MATH, p.memory};
@@ -298,6 +300,9 @@ Choice choose(Dir dir, int device, bool tf32, cudnnHandle_t h, const ConvDescs& 
   }
   Choice c;
   int count = 0, returned = 0;
+  // The heuristics see the math mode of the descriptor: reset it to the one the constructor set,
+  // since an earlier choice on the same descriptors (dx before dw) may have changed it.
+  RECUR_CUDNN_CHECK(cudnnSetConvolutionMathType(ds.conv(), tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
   switch (dir) {
     case Dir::Fwd: {
       RECUR_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &count));
