@@ -305,6 +305,14 @@ void run_epochs(const Config& c, const EpochsArgs& a, TrainProcess& proc, nn::Mo
                            bi + 1, batches.size(), loss_sum / static_cast<double>(seen),
                            static_cast<double>(tokens) / secs, hooks.throughput_unit, eta, tty ? "   " : "\n");
       }
+      // Step rows in metrics.jsonl, as the sequence-to-vector loop writes them (the GPU check
+      // compares these per-step losses between CPU and GPU runs).
+      if (proc.lead && log_every > 0 && step % log_every == 0)
+        metrics << nlohmann::json{{"kind", "step"}, {"epoch", epoch}, {"step", step},
+                                  {"train_loss", loss_sum / static_cast<double>(seen)}, {"lr", opt->lr()},
+                                  {"throughput", static_cast<double>(tokens) / secs}}
+                       .dump()
+                << std::endl;
       if (max_minutes > 0 && st.lead_time > 60 * max_minutes) {
         out_of_time = true;
         log << fmt::format("\ntrain.max_minutes {} reached at epoch {} step {}/{}\n", max_minutes, epoch, bi + 1,
