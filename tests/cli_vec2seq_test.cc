@@ -91,6 +91,24 @@ TEST_F(CliVec2Seq, StyleLmTrainEvalGenerate) {
     EXPECT_GT(wrong - right, 0.5) << src << ": right " << right << " wrong " << wrong;
   }
 
+  // Longer evaluation windows give each scored character more context, and still score every
+  // held-out character exactly once; a burn-in that leaves nothing to score is refused.
+  auto lw = test::run_recur("eval " + path("lm.yaml") + " --checkpoint " + ckpt +
+                            " --json --set data.eval_window=100 --set data.burn_in=60");
+  ASSERT_EQ(lw.status, 0) << lw.text;
+  nlohmann::json jl;
+  for (const auto& l : output_lines(lw.text))
+    if (!l.empty() && l[0] == '{') jl = nlohmann::json::parse(l);
+  for (const char* src : {"sotu", "moby-dick"}) {
+    EXPECT_EQ(jl["right"][src]["chars"], j["right"][src]["chars"]) << src;
+    EXPECT_LT(jl["right"][src]["bits_per_char"].get<double>(), 4.0) << src;
+    EXPECT_NE(jl["right"][src]["bits_per_char"].get<double>(), j["right"][src]["bits_per_char"].get<double>()) << src;
+  }
+  auto bw = test::run_recur("eval " + path("lm.yaml") + " --checkpoint " + ckpt +
+                            " --set data.eval_window=40 --set data.burn_in=39");
+  EXPECT_NE(bw.status, 0);
+  EXPECT_NE(bw.text.find("data.burn_in (39) must be below the evaluation window (40"), std::string::npos) << bw.text;
+
   // Sampling is reproducible with a seed, and a condition steers the alphabet.
   const std::string gen = "generate --checkpoint " + ckpt + " --max-len 60 --num 3 --condition ";
   auto g1 = test::run_recur(gen + "sotu --seed 5");

@@ -47,7 +47,9 @@ std::vector<ConfigKey> vec2seq_schema() {
        "style-lm: folder holding one sub-folder per source (sotu/, moby-dick/); autoencoder: the CMUdict folder; "
        "empty: fetch into the cache",
        {}},
-      {"data.window", V::Int, "256", "style-lm: characters per training window (and per scored window)", {}},
+      {"data.window", V::Int, "256", "style-lm: characters per training window", {}},
+      {"data.eval_window", V::Int, "0",
+       "style-lm: characters per evaluation window, context included (0: data.window)", {}},
       {"data.burn_in", V::Int, "64",
        "style-lm: characters read before the scored ones of an evaluation window (its context)", {}},
       {"data.min_count", V::Int, "5", "style-lm: a character seen fewer times in training becomes <unk>", {}},
@@ -448,15 +450,22 @@ AeScores autoencoder_scores(models::SequenceAutoencoder& model, const std::vecto
 
 // ---------------------------------------------------------------- train
 
+// The evaluation window (context + scored characters): data.eval_window, or data.window when 0.
+int64_t eval_window(const Config& c) {
+  return c.get_int("data.eval_window") > 0 ? c.get_int("data.eval_window") : c.get_int("data.window");
+}
+
 void check_config(const Config& c) {
   for (const char* key : {"train.epochs", "data.window", "decode.max_len", "decode.batch", "model.hidden",
                           "model.embed", "model.layers", "model.code", "model.condition_dim", "data.valid_every"})
     RECUR_CHECK(c.get_int(key) >= 1, "config: {} must be at least 1, got {}", key, c.get_int(key));
-  for (const char* key : {"data.burn_in", "data.limit", "train.valid_limit", "train.patience", "train.warmup_steps"})
+  for (const char* key :
+       {"data.burn_in", "data.eval_window", "data.limit", "train.valid_limit", "train.patience", "train.warmup_steps"})
     RECUR_CHECK(c.get_int(key) >= 0, "config: {} must not be negative, got {}", key, c.get_int(key));
-  RECUR_CHECK(c.get_int("data.window") >= 2 && c.get_int("data.burn_in") < c.get_int("data.window") - 1,
-              "config: data.window ({}) must be at least 2 and data.burn_in ({}) below data.window - 1",
-              c.get_int("data.window"), c.get_int("data.burn_in"));
+  RECUR_CHECK(c.get_int("data.window") >= 2, "config: data.window must be at least 2, got {}", c.get_int("data.window"));
+  RECUR_CHECK(c.get_int("data.burn_in") < eval_window(c) - 1,
+              "config: data.burn_in ({}) must be below the evaluation window ({}, data.eval_window or data.window) - 1",
+              c.get_int("data.burn_in"), eval_window(c));
   RECUR_CHECK(c.get_float("data.min_share") >= 0 && c.get_float("data.min_share") < 1,
               "config: data.min_share must be in [0, 1), got {}", c.get_float("data.min_share"));
   RECUR_CHECK(c.get_float("train.max_minutes") >= 0, "config: train.max_minutes must not be negative, got {}",
@@ -474,7 +483,7 @@ nlohmann::json lm_meta(const LmData& d) {
 }
 
 void print_lm_test(const models::Vec2Seq& model, const LmData& d, const Config& c, std::ostream& metrics) {
-  const int64_t window = c.get_int("data.window"), burn = c.get_int("data.burn_in");
+  const int64_t window = eval_window(c), burn = c.get_int("data.burn_in");
   const LmScores right = lm_scores(model, d, d.test, window, burn, 0, false);
   std::cout << fmt::format("test: {} (mean {:.4f} bpc)\n", format_bits(d, right), right.mean_bits());
   nlohmann::json j{{"kind", "test"}, {"right", bits_json(d, right)}};
@@ -503,7 +512,7 @@ void train_style_lm(const Config& c, const Vec2SeqTrainArgs& a) {
   Rng rng(static_cast<uint64_t>(c.get_int("train.seed")));
   models::Vec2Seq model(lm_options(c, d.vocab.size(), static_cast<int64_t>(d.conditions.size())), rng);
   model.to(proc.device);
-  const int64_t window = c.get_int("data.window"), burn = c.get_int("data.burn_in");
+  const int64_t window = c.get_int("data.window"), burn = c.get_int("data.burn_in"), scored_window = eval_window(c);
   const int64_t batch = c.get_int("train.batch") * c.get_int("train.accumulate");
   std::vector<std::vector<data::Window>> windows;  // the current epoch's global batches
   EpochTask hooks;
@@ -532,7 +541,7 @@ void train_style_lm(const Config& c, const Vec2SeqTrainArgs& a) {
     return lm_loss(tape, model, lm_batch(d.train, ws, -1), seed);
   };
   hooks.validate = [&] {
-    const LmScores s = lm_scores(model, d, d.valid, window, burn, c.get_int("train.valid_limit"), false);
+    const LmScores s = lm_scores(model, d, d.valid, scored_window, burn, c.get_int("train.valid_limit"), false);
     return EpochTask::Validation{-s.mean_bits(), format_bits(d, s), bits_json(d, s)};
   };
   run_epochs(c, {a.out, a.resume}, proc, model, lm_meta(d), hooks);
@@ -828,7 +837,7 @@ void eval_vec2seq(const Vec2SeqEvalArgs& a) {
     model.to(dev);
     model.train(false);
     const auto& docs = a.split == "valid" ? d.valid : d.test;
-    const int64_t window = c.get_int("data.window"), burn = c.get_int("data.burn_in");
+    const int64_t window = eval_window(c), burn = c.get_int("data.burn_in");
     const LmScores right = lm_scores(model, d, docs, window, burn, 0, false);
     nlohmann::json j{{"split", a.split}, {"right", bits_json(d, right)}, {"mean_bits_per_char", right.mean_bits()}};
     std::string text = fmt::format("{}: {} (mean {:.4f} bpc)", a.split, format_bits(d, right), right.mean_bits());
