@@ -162,5 +162,67 @@ TEST_F(CliVideo, BadDataIsAClearError) {
   EXPECT_NE(m.text.find("nowhere"), std::string::npos) << m.text;
 }
 
+// An idx file of Fashion-MNIST's layout: big-endian magic and sizes, then the bytes.
+void write_idx(const fs::path& path, const std::vector<uint32_t>& header, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  for (uint32_t v : header)
+    for (int shift = 24; shift >= 0; shift -= 8) out.put(static_cast<char>((v >> shift) & 0xff));
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+// A fake Fashion-MNIST split: label 0 is a horizontal 4x20 bar, label 1 a vertical one, each at a
+// random spot of the 28x28 image.
+void write_bars(const fs::path& dir, const std::string& prefix, uint32_t n, Rng& rng) {
+  std::vector<uint8_t> pixels(static_cast<size_t>(n) * 784, 0), labels(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    labels[i] = static_cast<uint8_t>(i % 2);
+    const int64_t h = i % 2 ? 20 : 4, w = i % 2 ? 4 : 20;
+    const int64_t top = static_cast<int64_t>(rng.below(static_cast<uint64_t>(28 - h + 1)));
+    const int64_t left = static_cast<int64_t>(rng.below(static_cast<uint64_t>(28 - w + 1)));
+    for (int64_t y = top; y < top + h; ++y)
+      for (int64_t x = left; x < left + w; ++x) pixels[static_cast<size_t>(i * 784 + y * 28 + x)] = 200;
+  }
+  write_idx(dir / (prefix + "-images-idx3-ubyte"), {2051, n, 28, 28}, pixels);
+  write_idx(dir / (prefix + "-labels-idx1-ubyte"), {2049, n}, labels);
+}
+
+// data.images: Fashion-MNIST images as one-frame clips (no video files, so no OpenCV needed): each
+// item lands at a seeded spot of a black canvas shrunk to the frame size, and the CNN learns them.
+TEST(CliVideoImages, FashionMnistAsOneFrameClips) {
+  test::TempDir dir("cli_video_images");
+  Rng rng(9);
+  fs::create_directories(dir.path() / "fashion");
+  write_bars(dir.path() / "fashion", "train", 400, rng);
+  write_bars(dir.path() / "fashion", "t10k", 100, rng);
+  const std::string cfg = dir.write("frames.yaml", "task: video\n"
+                                                   "data:\n  images: fashion-mnist\n  dir: " + dir.file("fashion") +
+                                                   "\n  canvas: 56\n  height: 28\n  width: 28\n"
+                                                   "model:\n  cnn_channels: [8]\n  cnn_groups: 2\n  frame_features: 16\n"
+                                                   "  temporal: mean\n  dropout: 0.0\n"
+                                                   "train:\n  epochs: 6\n  batch: 16\n  lr: 0.005\n  warmup_steps: 5\n"
+                                                   "  threads: 1\n  patience: 0\n");
+  auto r = test::run_recur("train " + cfg + " --out " + dir.file("out"));
+  ASSERT_EQ(r.status, 0) << r.text;
+  EXPECT_NE(r.text.find("Fashion-MNIST as one-frame clips: 360 training / 40 validation / 100 test"), std::string::npos)
+      << r.text;
+  auto e = test::run_recur("eval " + cfg + " --checkpoint " + dir.file("out/best.safetensors") + " --json");
+  ASSERT_EQ(e.status, 0) << e.text;
+  nlohmann::json j;
+  std::istringstream lines(e.text);
+  for (std::string l; std::getline(lines, l);)
+    if (!l.empty() && l[0] == '{') j = nlohmann::json::parse(l);
+  ASSERT_TRUE(j.contains("accuracy")) << e.text;
+  EXPECT_EQ(j["clips"], 100);
+  EXPECT_GE(j["accuracy"].get<double>(), 0.9) << e.text;  // chance: 0.5
+
+  auto rgb = test::run_recur("train " + cfg + " --out " + dir.file("rgb") + " --set data.grey=false");
+  EXPECT_NE(rgb.status, 0);
+  EXPECT_NE(rgb.text.find("Fashion-MNIST is grey; set data.grey: true"), std::string::npos) << rgb.text;
+  auto odd = test::run_recur("train " + cfg + " --out " + dir.file("odd") + " --set data.canvas=60");
+  EXPECT_NE(odd.status, 0);
+  EXPECT_NE(odd.text.find("data.canvas 60 must be a whole multiple of data.height 28"), std::string::npos) << odd.text;
+  EXPECT_FALSE(fs::exists(dir.file("odd/best.safetensors")));
+}
+
 }  // namespace
 }  // namespace recur

@@ -30,14 +30,6 @@ namespace kconv = ::recur::kern::conv;
 
 namespace {
 
-// The device of an op's first tensor, made current for the scope, and its stream.
-struct OnDevice {
-  int device;
-  DeviceGuard guard;
-  cudaStream_t s;
-  OnDevice(const Tensor& t, const char* what) : device(device_of(t, what)), guard(device), s(stream(device)) {}
-};
-
 float* f32_or_null(Tensor* t) { return t && t->defined() ? t->f32() : nullptr; }
 const float* f32_or_null(const Tensor& t) { return t.defined() ? t.f32() : nullptr; }
 

@@ -14,14 +14,6 @@ namespace kops = ::recur::kern::ops;
 
 namespace {
 
-// The device of an op's first tensor, made current for the scope, and its stream.
-struct OnDevice {
-  int device;
-  DeviceGuard guard;
-  cudaStream_t s;
-  OnDevice(const Tensor& t, const char* what) : device(device_of(t, what)), guard(device), s(stream(device)) {}
-};
-
 float* f32_or_null(Tensor* t) { return t ? t->f32() : nullptr; }
 
 // The layout arrays the pool kernels read, as int32 on the device.

@@ -31,6 +31,14 @@ class DeviceGuard {
 /// The device of a CUDA tensor (throws naming `what` for a CPU tensor).
 int device_of(const Tensor& t, const char* what);
 
+/// An op's device, made current for the scope, and its stream.
+struct OnDevice {
+  int device;
+  DeviceGuard guard;
+  cudaStream_t s;
+  OnDevice(const Tensor& t, const char* what) : device(device_of(t, what)), guard(device), s(stream(device)) {}
+};
+
 /// Small host arrays (batch sizes, offsets, indices) copied to the device as int32, for one op.
 /// Lives until the stream has used it (the allocator's blocks are stream-ordered).
 Tensor upload_i32(const std::vector<int64_t>& values, int device);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -73,9 +74,15 @@ void check_options(const VideoReadOptions& opt) {
 }
 
 // The FFmpeg backend when this OpenCV has it: trying every backend (CAP_ANY) on a file that is not
-// a video makes GStreamer and the image-sequence reader print errors of their own.
+// a video makes GStreamer and the image-sequence reader print errors of their own. The first call
+// also silences FFmpeg's own log (OpenCV reads OPENCV_FFMPEG_LOGLEVEL when its FFmpeg backend
+// first opens a file): a damaged file is reported by recur with its path and reason, and FFmpeg's
+// lines about it would only add noise. A user who sets the variable keeps their level.
 int preferred_backend() {
-  static const int api = cv::videoio_registry::hasBackend(cv::CAP_FFMPEG) ? cv::CAP_FFMPEG : cv::CAP_ANY;
+  static const int api = [] {
+    ::setenv("OPENCV_FFMPEG_LOGLEVEL", "-8", 0);  // -8: AV_LOG_QUIET
+    return cv::videoio_registry::hasBackend(cv::CAP_FFMPEG) ? cv::CAP_FFMPEG : cv::CAP_ANY;
+  }();
   return api;
 }
 
@@ -361,7 +368,7 @@ void write_video(const std::string& path, const Clip& clip, double fps, const st
                               std::to_string(counter.fetch_add(1)) + target.extension().string());
   const int code = cv::VideoWriter::fourcc(fourcc[0], fourcc[1], fourcc[2], fourcc[3]);
   const cv::Size size(static_cast<int>(clip.width), static_cast<int>(clip.height));
-  const int api = cv::videoio_registry::hasBackend(cv::CAP_FFMPEG) ? cv::CAP_FFMPEG : cv::CAP_ANY;
+  const int api = preferred_backend();
   try {
     cv::VideoWriter writer;
     bool colour = clip.channels == 3;

@@ -2,6 +2,7 @@
 
 #include "../cpu/conv_cpu.h"
 #include "checks.h"
+#include "conv_checks.h"
 #include "recur/ops/basic.h"
 #include "recur/ops/util.h"
 
@@ -59,14 +60,8 @@ Pool2dGeom pool2d_geometry(const char* op, const Shape& x, const Pool2dOptions& 
   return g;
 }
 
-// Checks shared with the references in src/ops/reference/conv_ref.cc (declared there), so that
-// both reject exactly the same inputs with the same messages.
+// Checks shared with the references (declared in conv_checks.h).
 namespace detail {
-
-struct ConvCheck {
-  Conv2dGeom g;
-  DType dtype;
-};
 
 ConvCheck check_conv(const char* op, const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dOptions& opt) {
   DType dt = check_float_inputs(op, {{"x", &x}, {"weight", &w}, {"bias", bias}});
@@ -86,11 +81,6 @@ ConvCheck check_conv_backward(const char* op, const Tensor& dy, const Tensor& x,
               shape_str(want), x.shape_str(), w.shape_str());
   return c;
 }
-
-struct PoolCheck {
-  Pool2dGeom g;
-  DType dtype;
-};
 
 PoolCheck check_pool2d(const char* op, const Tensor& x, const Pool2dOptions& opt) {
   DType dt = check_float_inputs(op, {{"x", &x}});
@@ -119,11 +109,6 @@ void check_pool2d_argmax(const char* op, const Tensor& argmax, const Tensor& dy,
   for (int64_t i = 0; i < argmax.numel(); ++i)
     RECUR_CHECK(a[i] >= 0 && a[i] < plane, "{}: argmax {} at {} is outside the {}x{} plane", op, a[i], i, g.h, g.w);
 }
-
-struct GroupNormCheck {
-  int64_t n, c, s;
-  DType dtype;
-};
 
 GroupNormCheck check_group_norm(const char* op, const Tensor& x, const Tensor& gamma, const Tensor& beta,
                                 int64_t groups, float eps) {

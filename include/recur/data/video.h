@@ -44,7 +44,8 @@ struct Clip {
 /// reaches the end of the stream the decoded count is compared with the frame count the container
 /// declares (exact for .avi/.mp4/.mov/.m4v, which index their frames; other containers only
 /// estimate it from the duration, so there a shortfall must exceed 10% + 2 frames). A clip cut short
-/// by max_frames is not checked beyond the frames it needs.
+/// by max_frames is not checked beyond the frames it needs. FFmpeg's own log is silenced (recur's
+/// error names the file and the reason); set OPENCV_FFMPEG_LOGLEVEL (e.g. 16, errors) to see it.
 Clip read_video(const std::string& path, const VideoReadOptions& opt);
 
 /// What load_video_dataset does with a video that cannot be read.
