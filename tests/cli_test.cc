@@ -34,6 +34,25 @@ TEST(Cli, BenchRnnJsonHasTheDocumentedKeys) {
   EXPECT_GT(j["peak_bytes"].get<int64_t>(), 0);
 }
 
+TEST(Cli, BenchConvJsonAndBadShapes) {
+  auto r = run_recur("bench conv --batch 3 --channels 2 --out 4 --height 9 --width 7 --kernel 3 --stride 2 --padding 1 "
+                     "--repeats 1 --threads 1 --json");
+  ASSERT_EQ(r.status, 0) << r.text;
+  auto j = nlohmann::json::parse(r.text.substr(r.text.find('{')));
+  for (const char* key : {"op", "batch", "channels", "out", "height", "width", "kernel", "fwd_ms", "fwdbwd_ms",
+                          "fwd_gflops", "fwdbwd_gflops", "sgemm_gflops", "fwd_frac_sgemm", "peak_bytes", "device"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j["op"], "conv2d");
+  EXPECT_EQ(j["height"], 9);
+  EXPECT_GT(j["fwd_ms"].get<double>(), 0.0);
+  EXPECT_GT(j["peak_bytes"].get<int64_t>(), 0);
+  // Output 5x4, 4 channels, 3 images, 2*3*3 taps each: 2 * 240 * 18 FLOPs forward.
+  EXPECT_NEAR(j["fwd_gflops"].get<double>() * j["fwd_ms"].get<double>() * 1e6, 2.0 * 240 * 18, 1e-6 * 8640);
+  auto big = run_recur("bench conv --height 4 --width 4 --kernel 7 --repeats 1 --threads 1");
+  EXPECT_NE(big.status, 0);
+  EXPECT_NE(big.text.find("is larger than the padded input"), std::string::npos) << big.text;
+}
+
 TEST(Cli, BadFlagsGiveClearErrors) {
   auto r = run_recur("bench rnn --lengths uniform:9:3 --steps 5 --repeats 1");
   EXPECT_NE(r.status, 0);

@@ -1,5 +1,5 @@
-// `recur bench rnn`: times one recurrent layer stack forward and forward+backward, next to the
-// machine's own sgemm rate measured in the same run.
+// `recur bench rnn` / `recur bench conv`: time one recurrent layer stack or one 2-D convolution
+// forward and forward+backward, next to the machine's own sgemm rate measured in the same run.
 #include <cblas.h>
 #include <spdlog/spdlog.h>
 
@@ -12,6 +12,7 @@
 #include "recur/core/allocator.h"
 #include "recur/core/cuda.h"
 #include "recur/core/thread_pool.h"
+#include "recur/nn/conv.h"
 #include "recur/nn/rnn.h"
 #include "../../src/cpu/gemm.h"
 #include "../../src/cuda/rnn_cuda.h"
@@ -26,6 +27,11 @@ struct BenchCase {
   bool bidirectional = false;
   std::string lengths = "fixed";
   bool padded = false;
+};
+
+struct ConvCase {
+  int64_t batch = 896, channels = 1, out = 16, height = 32, width = 32, kernel = 3, stride = 1, padding = 1,
+          dilation = 1;
 };
 
 struct BenchSettings {
@@ -123,6 +129,58 @@ std::vector<int64_t> make_lengths(const BenchCase& c, Rng& rng) {
   return lengths;
 }
 
+// Forward (no tape) and forward + backward (ones as the output gradient) of one layer, medians
+// after warm-up, and the allocator's peak bytes during forward + backward. `forward` returns the
+// layer's output; `zero_grad` clears the gradients before each backward; `after_fwd` runs once
+// after the forward timings (to read what the forward path chose).
+struct LayerTimes {
+  double fwd = 0, fwdbwd = 0;
+  int64_t peak = 0;
+};
+
+template <class Forward, class ZeroGrad, class AfterFwd>
+LayerTimes time_layer(const Device& dev, const BenchSettings& s, Forward&& forward, ZeroGrad&& zero_grad,
+                      AfterFwd&& after_fwd) {
+  const bool gpu = dev.is_cuda();
+  auto timed = [&](auto&& fn) {
+    return gpu ? median_gpu_ms(fn, dev.index, 2, s.repeats) : median_ms(fn, 1, s.repeats);
+  };
+  LayerTimes t;
+  t.fwd = timed([&] {
+    Tape tape;
+    NoGrad ng(tape);
+    forward(tape);
+  });
+  after_fwd();
+  auto& alloc = cpu_allocator();
+  t.fwdbwd = timed([&] {
+    zero_grad();
+    if (gpu)
+      cuda::reset_peak(dev.index);
+    else
+      alloc.reset_peak();
+    Tape tape;
+    Var y = forward(tape);
+    tape.backward({{y, Tensor::full(y.value().shape(), 1.0, DType::F32, dev)}});
+    t.peak = std::max(t.peak, gpu ? cuda::memory_stats(dev.index).peak : alloc.peak_bytes());
+  });
+  return t;
+}
+
+// The timing keys of a case's JSON: milliseconds, GFLOP/s (forward + backward counts three times
+// the forward FLOPs) and both as a fraction of the same run's sgemm rate.
+void put_rates(nlohmann::json& j, double flops, const LayerTimes& t, double sgemm, const Device& dev) {
+  j["fwd_ms"] = t.fwd;
+  j["fwdbwd_ms"] = t.fwdbwd;
+  j["fwd_gflops"] = flops / t.fwd / 1e6;
+  j["fwdbwd_gflops"] = 3.0 * flops / t.fwdbwd / 1e6;
+  j["sgemm_gflops"] = sgemm;
+  j["fwd_frac_sgemm"] = flops / t.fwd / 1e6 / sgemm;
+  j["fwdbwd_frac_sgemm"] = 3.0 * flops / t.fwdbwd / 1e6 / sgemm;
+  j["peak_bytes"] = t.peak;
+  j["blas_core"] = dev.is_cuda() ? "cublas" : openblas_get_corename();
+}
+
 nlohmann::json run_case(const BenchCase& c, const BenchSettings& s, double sgemm) {
   const Device dev = Device::parse(s.device);
   const bool gpu = dev.is_cuda();
@@ -141,30 +199,16 @@ nlohmann::json run_case(const BenchCase& c, const BenchSettings& s, double sgemm
   auto forward = [&](Tape& tape) {
     return c.padded ? rnn.forward_padded(tape, x, lengths) : rnn.forward(tape, x, pb);
   };
-  auto timed = [&](auto&& fn) {
-    return gpu ? median_gpu_ms(fn, dev.index, 2, s.repeats) : median_ms(fn, 1, s.repeats);
-  };
-  double fwd = timed([&] {
-    Tape tape;
-    NoGrad ng(tape);
-    forward(tape);
-  });
-  const std::string path = gpu ? cuda::last_rnn_forward_path() : "cpu";
-  auto& alloc = cpu_allocator();
-  int64_t peak = 0;
-  double fwdbwd = timed([&] {
-    rnn.zero_grad();
-    x.zero_grad();
-    if (gpu)
-      cuda::reset_peak(dev.index);
-    else
-      alloc.reset_peak();
-    Tape tape;
-    nn::RnnOutput out = forward(tape);
-    tape.backward({{out.y, Tensor::full(out.y.value().shape(), 1.0, DType::F32, dev)}});
-    peak = std::max(peak, gpu ? cuda::memory_stats(dev.index).peak : alloc.peak_bytes());
-  });
-
+  std::string path = "cpu";
+  const LayerTimes t = time_layer(
+      dev, s, [&](Tape& tape) { return forward(tape).y; },
+      [&] {
+        rnn.zero_grad();
+        x.zero_grad();
+      },
+      [&] {
+        if (gpu) path = cuda::last_rnn_forward_path();
+      });
   const int64_t G = ops::gate_count(o.cell), D = c.bidirectional ? 2 : 1;
   double flops = 0;
   for (int64_t l = 0; l < c.layers; ++l) {
@@ -193,16 +237,8 @@ nlohmann::json run_case(const BenchCase& c, const BenchSettings& s, double sgemm
     j["allow_tf32"] = cuda::allow_tf32();
   }
   if (c.lengths != "fixed") j["length_values"] = lengths;
-  j["fwd_ms"] = fwd;
-  j["fwdbwd_ms"] = fwdbwd;
-  j["fwd_gflops"] = flops / fwd / 1e6;
-  j["fwdbwd_gflops"] = 3.0 * flops / fwdbwd / 1e6;
-  j["sgemm_gflops"] = sgemm;
-  j["fwd_frac_sgemm"] = flops / fwd / 1e6 / sgemm;
-  j["fwdbwd_frac_sgemm"] = 3.0 * flops / fwdbwd / 1e6 / sgemm;
-  j["train_tokens_per_s"] = static_cast<double>(real_tokens) / fwdbwd * 1e3;
-  j["peak_bytes"] = peak;
-  j["blas_core"] = gpu ? "cublas" : openblas_get_corename();
+  put_rates(j, flops, t, sgemm, dev);
+  j["train_tokens_per_s"] = static_cast<double>(real_tokens) / t.fwdbwd * 1e3;
   return j;
 }
 
@@ -251,11 +287,74 @@ std::vector<BenchCase> standard_suite() {
   return v;
 }
 
+// One Conv2d layer (with bias) on (batch, channels, height, width) inputs: forward, and forward +
+// backward (dx and the weight and bias gradients). FLOPs: 2 N O OH OW C KH KW forward, three times
+// that for forward + backward.
+nlohmann::json run_conv_case(const ConvCase& c, const BenchSettings& s, double sgemm) {
+  const Device dev = Device::parse(s.device);
+  const bool gpu = dev.is_cuda();
+  Rng rng(s.seed);
+  const auto opt = ops::Conv2dOptions::square(c.stride, c.padding, c.dilation);
+  nn::Conv2d conv(c.channels, c.out, c.kernel, opt, rng);
+  Tensor xv({c.batch, c.channels, c.height, c.width});
+  for (int64_t i = 0; i < xv.numel(); ++i) xv.f32()[i] = static_cast<float>(rng.normal());
+  conv.to(dev);
+  Var x(xv.to(dev), true);
+  const ops::Conv2dGeom g = ops::conv2d_geometry("bench conv", xv.shape(), {c.out, c.channels, c.kernel, c.kernel}, opt);
+  const LayerTimes t = time_layer(
+      dev, s, [&](Tape& tape) { return conv.forward(tape, x); },
+      [&] {
+        conv.zero_grad();
+        x.zero_grad();
+      },
+      [] {});
+  const double flops = 2.0 * static_cast<double>(g.n * g.o * g.oh * g.ow) * static_cast<double>(g.c * g.kh * g.kw);
+  nlohmann::json j;
+  j["op"] = "conv2d";
+  j["batch"] = c.batch;
+  j["channels"] = c.channels;
+  j["out"] = c.out;
+  j["height"] = c.height;
+  j["width"] = c.width;
+  j["kernel"] = c.kernel;
+  j["stride"] = c.stride;
+  j["padding"] = c.padding;
+  j["dilation"] = c.dilation;
+  j["threads"] = num_threads();
+  j["device"] = dev.str();
+  if (gpu) j["gpu"] = cuda::device_name(dev.index);
+  put_rates(j, flops, t, sgemm, dev);
+  return j;
+}
+
+void print_conv_case(const nlohmann::json& j, bool json) {
+  if (json) {
+    std::cout << j.dump() << std::endl;
+    return;
+  }
+  std::cout << fmt::format("conv N{:<4} C{:<3} {}x{} O{:<3} k{} s{} p{} | fwd {:8.2f} ms {:6.1f} GF/s ({:4.0f}% sgemm) | "
+                           "fwd+bwd {:8.2f} ms {:6.1f} GF/s ({:4.0f}%) | peak {:.1f} MB",
+                           j["batch"].get<int64_t>(), j["channels"].get<int64_t>(), j["height"].get<int64_t>(),
+                           j["width"].get<int64_t>(), j["out"].get<int64_t>(), j["kernel"].get<int64_t>(),
+                           j["stride"].get<int64_t>(), j["padding"].get<int64_t>(), j["fwd_ms"].get<double>(),
+                           j["fwd_gflops"].get<double>(), 100 * j["fwd_frac_sgemm"].get<double>(),
+                           j["fwdbwd_ms"].get<double>(), j["fwdbwd_gflops"].get<double>(),
+                           100 * j["fwdbwd_frac_sgemm"].get<double>(), j["peak_bytes"].get<int64_t>() / 1e6)
+            << std::endl;
+}
+
+// The two layers of the Moving Fashion frame CNN (configs/moving-fashion.yaml: 32x32 grey frames,
+// channels [16, 32], 3x3; ~896 frames in a batch of 64 clips) and a ResNet-18 first-stage layer.
+std::vector<ConvCase> conv_suite() {
+  return {{896, 1, 16, 32, 32, 3, 1, 1, 1}, {896, 16, 32, 16, 16, 3, 1, 1, 1}, {32, 64, 64, 56, 56, 3, 1, 1, 1}};
+}
+
 }  // namespace
 
 void add_bench(CLI::App& app) {
   auto settings = std::make_shared<BenchSettings>();
   auto one = std::make_shared<BenchCase>();
+  auto conv_one = std::make_shared<ConvCase>();
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks (with no case: the standard CPU suite)");
   bench->add_option("--threads", settings->threads, "Threads for GEMMs and pointwise loops")->check(CLI::PositiveNumber);
   bench->add_option("--repeats", settings->repeats, "Timed repeats per case (median reported)")->check(CLI::PositiveNumber);
@@ -277,7 +376,22 @@ void add_bench(CLI::App& app) {
   rnn->add_option("--repeats", settings->repeats, "Timed repeats (median reported)")->check(CLI::PositiveNumber);
   rnn->add_flag("--json", settings->json, "Print one JSON object");
   rnn->add_option("--device", settings->device, "cpu | cuda | cuda:N");
-  bench->callback([rnn, settings, one] {
+  CLI::App* conv = bench->add_subcommand(
+      "conv", "Time one Conv2d layer forward and forward+backward (with no shape option: the conv suite)");
+  conv->add_option("--batch", conv_one->batch, "Images (frames)")->check(CLI::PositiveNumber);
+  conv->add_option("--channels", conv_one->channels, "Input channels")->check(CLI::PositiveNumber);
+  conv->add_option("--out", conv_one->out, "Output channels")->check(CLI::PositiveNumber);
+  conv->add_option("--height", conv_one->height, "Input height")->check(CLI::PositiveNumber);
+  conv->add_option("--width", conv_one->width, "Input width")->check(CLI::PositiveNumber);
+  conv->add_option("--kernel", conv_one->kernel, "Square kernel side")->check(CLI::PositiveNumber);
+  conv->add_option("--stride", conv_one->stride, "Stride")->check(CLI::PositiveNumber);
+  conv->add_option("--padding", conv_one->padding, "Zero padding")->check(CLI::NonNegativeNumber);
+  conv->add_option("--dilation", conv_one->dilation, "Dilation")->check(CLI::PositiveNumber);
+  conv->add_option("--threads", settings->threads, "Threads")->check(CLI::PositiveNumber);
+  conv->add_option("--repeats", settings->repeats, "Timed repeats (median reported)")->check(CLI::PositiveNumber);
+  conv->add_flag("--json", settings->json, "One JSON object per case per line");
+  conv->add_option("--device", settings->device, "cpu | cuda | cuda:N");
+  bench->callback([rnn, conv, settings, one, conv_one] {
     set_num_threads(settings->threads);
     const Device dev = Device::parse(settings->device);
     cuda::require(dev);
@@ -294,6 +408,15 @@ void add_bench(CLI::App& app) {
         std::cout << fmt::format("sgemm 2048^3: {:.1f} GFLOP/s, {} threads, OpenBLAS kernels: {}", sgemm,
                                  num_threads(), openblas_get_corename())
                   << std::endl;
+    }
+    if (conv->parsed()) {
+      bool shaped = false;
+      for (const char* name : {"--batch", "--channels", "--out", "--height", "--width", "--kernel", "--stride",
+                               "--padding", "--dilation"})
+        shaped = shaped || conv->count(name) > 0;
+      for (const auto& c : shaped ? std::vector<ConvCase>{*conv_one} : conv_suite())
+        print_conv_case(run_conv_case(c, *settings, sgemm), settings->json);
+      return;
     }
     std::vector<BenchCase> cases =
         rnn->parsed() ? std::vector<BenchCase>{*one} : (dev.is_cuda() ? gpu_suite() : standard_suite());
