@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <limits>
 #include <vector>
 
 #include "recur/core/allocator.h"
+#include "recur/core/rng.h"
 #include "recur/core/tape.h"
 #include "recur/core/tensor.h"
 #include "recur/core/thread_pool.h"
@@ -33,6 +35,33 @@ TEST(Compiler, PassesSmallStructsByValue) {
   EXPECT_EQ(by_value(SixInts{}), (std::vector<int64_t>{1, 1, 0, 0, 1, 1}));
   EXPECT_EQ(by_value(SixInts{2, 2, 0, 0, 1, 1}), (std::vector<int64_t>{2, 2, 0, 0, 1, 1}));
   EXPECT_EQ(by_value(ops::Conv2dOptions::square(2)), (std::vector<int64_t>{2, 2, 0, 0, 1, 1}));
+}
+
+// The integer form of the dropout test (cpu::dropout_*) decides exactly as uniform_at(seed, i) < p,
+// also for p on and next to the 2^-24 grid and at the ends.
+TEST(Rng, BelowThresholdMatchesUniformAt) {
+  std::vector<float> ps = {0.0f, -0.5f, 1.0f, 1.5f, 0.1f, 0.25f, 0.3f, 0.5f, 0.9f, 0.99999f, 1.0f / 16777216.0f,
+                           3.0f / 16777216.0f};
+  for (float p : {0.25f, 0.3f, 0.5f, 12345.0f / 16777216.0f}) {
+    ps.push_back(std::nextafter(p, 0.0f));
+    ps.push_back(std::nextafter(p, 1.0f));
+  }
+  Rng rng(5);
+  for (int k = 0; k < 20; ++k) ps.push_back(static_cast<float>(rng.uniform()));
+  int64_t dropped = 0, total = 0;
+  for (float p : ps)
+    for (uint64_t seed : {uint64_t{1}, uint64_t{0xdeadbeef}})
+      for (uint64_t i = 0; i < 20000; ++i) {
+        const bool want = uniform_at(seed, i) < p;
+        ASSERT_EQ(uniform_bits_at(seed, i) < below_threshold(p), want) << "p " << p << " seed " << seed << " i " << i;
+        dropped += want;
+        ++total;
+      }
+  EXPECT_GT(dropped, 0);
+  EXPECT_LT(dropped, total);
+  // A p exactly on the grid: k * 2^-24 itself is not below p, k - 1 is.
+  EXPECT_EQ(below_threshold(12345.0f / 16777216.0f), 12345u);
+  EXPECT_EQ(below_threshold(std::nextafter(12345.0f / 16777216.0f, 1.0f)), 12346u);
 }
 
 TEST(Tensor, ShapeViewRowsClone) {

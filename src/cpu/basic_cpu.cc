@@ -147,15 +147,22 @@ void copy_blocks(float* dst, int64_t dst_stride, const float* src, int64_t src_s
   });
 }
 
+// The mask is uniform_at(seed, i) < p (rng.h) in its integer form, so that the loops vectorise.
 void dropout_forward(float* y, const float* x, int64_t n, float p, uint64_t seed) {
-  float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-  pointwise(n, [&](int64_t i) { y[i] = uniform_at(seed, static_cast<uint64_t>(i)) < p ? 0.0f : x[i] * keep_scale; });
+  const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+  const uint64_t below = below_threshold(p);
+  thread_pool().parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      y[i] = uniform_bits_at(seed, static_cast<uint64_t>(i)) < below ? 0.0f : x[i] * keep_scale;
+  });
 }
 
 void dropout_backward(float* dx, const float* dy, int64_t n, float p, uint64_t seed) {
-  float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-  pointwise(n, [&](int64_t i) {
-    if (!(uniform_at(seed, static_cast<uint64_t>(i)) < p)) dx[i] += dy[i] * keep_scale;
+  const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+  const uint64_t below = below_threshold(p);
+  thread_pool().parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      dx[i] += uniform_bits_at(seed, static_cast<uint64_t>(i)) < below ? 0.0f : dy[i] * keep_scale;
   });
 }
 

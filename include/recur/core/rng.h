@@ -19,6 +19,20 @@ inline float uniform_at(uint64_t seed, uint64_t index) {
   return static_cast<float>(r >> 40) * (1.0f / 16777216.0f);
 }
 
+/// The 24-bit integer behind uniform_at: uniform_at(seed, i) == uniform_bits_at(seed, i) * 2^-24.
+inline uint64_t uniform_bits_at(uint64_t seed, uint64_t index) { return mix64(seed ^ mix64(index)) >> 40; }
+
+/// The integer form of `uniform_at(seed, i) < p`: it holds exactly when uniform_bits_at(seed, i) <
+/// below_threshold(p) (the bits are a whole number k < 2^24, k * 2^-24 is exact in float, and p * 2^24
+/// is exact in double). Integer compares let loops over many indices vectorise.
+inline uint64_t below_threshold(float p) {
+  if (!(p > 0.0f)) return 0;
+  if (p >= 1.0f) return uint64_t{1} << 24;
+  const double scaled = static_cast<double>(p) * 16777216.0;
+  const auto whole = static_cast<uint64_t>(scaled);
+  return static_cast<double>(whole) == scaled ? whole : whole + 1;
+}
+
 /// A stream of random numbers; `next_seed()` hands out a fresh seed per op call (e.g. dropout).
 class Rng {
  public:
