@@ -10,6 +10,7 @@
 #include <memory>
 #include <numbers>
 
+#include "recur/core/thread_pool.h"
 #include "recur/train/schedule.h"
 #include "test_util.h"
 
@@ -302,6 +303,76 @@ TEST(Optim, ClipGradNormMatchesPyTorchRule) {
   b.grad().f32()[0] = std::numeric_limits<float>::infinity();
   EXPECT_TRUE(std::isinf(clip_grad_norm(std::vector<Var>{a, b}, 1.0)));
   EXPECT_THROW(clip_grad_norm(std::vector<Var>{a}, 0.0), Error);
+}
+
+// Large parameters are updated in chunks spread over the thread pool, and the clipping norm is
+// summed in eight interleaved lanes: both must give the same numbers on 1 and on 3 threads, and
+// agree with the double-precision references.
+TEST(Optim, LargeParametersGiveTheSameResultOnAnyThreadCount) {
+  const int64_t n = 200003;  // several chunks, and not a multiple of 8
+  const int threads_before = num_threads();
+  const AdamOptions o{.lr = 0.01, .weight_decay = 0.05};
+  std::vector<std::vector<float>> values, grads;
+  std::vector<double> norms;
+  for (int threads : {1, 3}) {
+    set_num_threads(threads);
+    Var p(Tensor::from_f64({n}, initial_values(n)).to(DType::F32), true, "w");
+    Adam opt({{"w", p}}, o);
+    double norm = 0;
+    for (int s = 0; s < 3; ++s) {
+      for (int64_t i = 0; i < n; ++i) p.grad().f32()[i] = static_cast<float>(grad_of(p.value().item(i), i, s));
+      norm = clip_grad_norm(std::vector<Var>{p}, 1.0);
+      opt.step();
+    }
+    values.push_back(p.value().to_vector());
+    grads.push_back(p.grad().to_vector());
+    norms.push_back(norm);
+  }
+  set_num_threads(threads_before);
+  EXPECT_EQ(values[0], values[1]);
+  EXPECT_EQ(grads[0], grads[1]);
+  EXPECT_EQ(norms[0], norms[1]);
+
+  // The same three steps in double, clipping included.
+  std::vector<double> ref = initial_values(n);
+  RefAdam adam{o, false};
+  double ref_norm = 0;
+  for (int s = 0; s < 3; ++s) {
+    std::vector<double> g(static_cast<size_t>(n));
+    double sq = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double gi = static_cast<float>(grad_of(ref[static_cast<size_t>(i)], i, s));
+      g[static_cast<size_t>(i)] = gi;
+      sq += gi * gi;
+    }
+    ref_norm = std::sqrt(sq);
+    for (double& gi : g) gi *= std::min(1.0, 1.0 / (ref_norm + 1e-6));
+    adam.step(ref, g);
+  }
+  EXPECT_NEAR(norms[0], ref_norm, 1e-4 * ref_norm);
+  double worst = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double r = ref[static_cast<size_t>(i)];
+    worst = std::max(worst, std::abs(values[0][static_cast<size_t>(i)] - r) / (std::abs(r) + 1e-3));
+  }
+  EXPECT_LT(worst, 1e-3);
+}
+
+TEST(Optim, ClipGradNormSumsEveryElement) {
+  // Odd sizes exercise the lanes' tails; one large element in each position of the last lane.
+  for (int64_t n : {1, 7, 8, 9, 17, 1001}) {
+    Var a(Tensor::zeros({n}, DType::F32), true, "a");
+    Var b(Tensor::zeros({n}, DType::F64), true, "b");
+    double expect = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      a.grad().f32()[i] = static_cast<float>(i % 5) - 2.0f;
+      b.grad().data<double>()[i] = 0.5 * static_cast<double>(i % 3);
+      expect += std::pow(static_cast<double>(i % 5) - 2.0, 2) + std::pow(0.5 * static_cast<double>(i % 3), 2);
+    }
+    a.grad().f32()[n - 1] = 100.0f;
+    expect += 100.0 * 100.0 - std::pow(static_cast<double>((n - 1) % 5) - 2.0, 2);
+    EXPECT_NEAR(clip_grad_norm(std::vector<Var>{a, b}, 1e9), std::sqrt(expect), 1e-9) << n;
+  }
 }
 
 TEST(Schedule, ConstantWithWarmupFromZero) {

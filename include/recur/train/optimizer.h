@@ -149,7 +149,9 @@ class AdamW : public Adam {
 
 /// Scales all gradients together so that their global L2 norm is at most max_norm, as
 /// torch.nn.utils.clip_grad_norm_: when norm + 1e-6 > max_norm every gradient is multiplied by
-/// max_norm / (norm + 1e-6). The norm is summed in double in parameter order (deterministic).
+/// max_norm / (norm + 1e-6). The norm is summed in double: within a tensor in eight
+/// interleaved partial sums (element i in sum i % 8) added in a fixed order, tensors in parameter
+/// order; deterministic, and the same whatever the thread count.
 /// Parameters without a gradient are skipped. Returns the norm before clipping; a non-finite norm
 /// leaves the gradients untouched so that the caller can skip the step.
 /// GPU gradients: the sum of squares is reduced on their device (in double; one wait for the
