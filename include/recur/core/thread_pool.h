@@ -42,7 +42,7 @@ class ThreadPool {
   const std::function<void(int)>* job_ = nullptr;
   uint64_t generation_ = 0;
   std::atomic<uint64_t> generation_seen_{0};  // generation_, readable without the lock
-  int pending_ = 0;
+  std::atomic<int> pending_{0};  // workers still running the current job
   bool stop_ = false;
   bool busy_ = false;
 };
