@@ -195,6 +195,48 @@ TEST(DistReducer, ShardedToyModelMatchesTheWholeBatch) {
   for (int r = 0; r < size; ++r) EXPECT_LT(errors[static_cast<size_t>(r)], 1e-5) << "rank " << r;
 }
 
+TEST(DistReducer, LaterStepsAccumulateStraightIntoTheBuckets) {
+  // After the first reduce() the gradients are views of the bucket buffers: the next steps'
+  // backward passes write there directly, and the reduced result must still be the whole batch's.
+  const auto data = disttest::toy_data(8, 23);
+  const std::vector<std::vector<std::vector<int64_t>>> splits{{{0, 1, 2}, {3, 4, 5, 6, 7}},
+                                                             {{0, 1, 2, 3, 4, 5}, {6, 7}}};
+  std::vector<std::vector<Tensor>> want;
+  {
+    disttest::ToyModel reference(9);
+    for (size_t step = 0; step < splits.size(); ++step) {
+      for (auto& [name, v] : reference.named_parameters()) v.zero_grad();
+      disttest::toy_step(reference, data, {0, 1, 2, 3, 4, 5, 6, 7});
+      want.push_back(disttest::grads_of(reference));
+    }
+  }
+  std::vector<std::vector<double>> errors(2, std::vector<double>(splits.size()));
+  std::vector<int> moved(2, 0);
+  run_world(2, [&](int r, ThreadCommunicator& comm) {
+    disttest::ToyModel model(9);
+    dist::GradientReducer red(model.named_parameters(), comm, dist::ReducerOptions{256});
+    std::vector<const void*> where;
+    for (size_t step = 0; step < splits.size(); ++step) {
+      for (auto& [name, v] : model.named_parameters()) v.zero_grad();
+      const auto& mine = splits[step][static_cast<size_t>(r)];
+      disttest::toy_step(model, data, mine);
+      int64_t tokens = 0;
+      for (int64_t i : mine) tokens += data[static_cast<size_t>(i)].length();
+      red.reduce(tokens);
+      errors[static_cast<size_t>(r)][step] = disttest::max_rel_diff(disttest::grads_of(model), want[step]);
+      std::vector<const void*> now;
+      for (auto& [name, v] : model.named_parameters()) now.push_back(v.grad().raw());
+      if (step > 0 && now != where) moved[static_cast<size_t>(r)] = 1;
+      where = now;
+    }
+  });
+  for (int r = 0; r < 2; ++r) {
+    for (size_t step = 0; step < splits.size(); ++step)
+      EXPECT_LT(errors[static_cast<size_t>(r)][step], 1e-5) << "rank " << r << " step " << step;
+    EXPECT_EQ(moved[static_cast<size_t>(r)], 0) << "rank " << r << ": the gradients moved between steps";
+  }
+}
+
 TEST(DistReducer, MismatchedModelsAreRejectedOnEveryRank) {
   std::vector<std::string> messages(2);
   run_world(2, [&](int r, ThreadCommunicator& comm) {

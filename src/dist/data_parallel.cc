@@ -155,11 +155,25 @@ GradientReducer::GradientReducer(NamedParams params, Communicator& comm, const R
 void GradientReducer::ensure_buffers() {
   // Allocated on first use, and again if the model moved (e.g. to a GPU) after construction.
   const Layout l = common_layout(params_, "GradientReducer");
-  if (flats_.size() == buckets_.size() && (flats_.empty() || (flats_.front().device() == l.device &&
-                                                              flats_.front().dtype() == l.dtype)))
-    return;
-  flats_.clear();
-  for (const Bucket& b : buckets_) flats_.emplace_back(Shape{b.numel}, l.dtype, l.device);
+  if (flats_.size() != buckets_.size() ||
+      (!flats_.empty() && (flats_.front().device() != l.device || flats_.front().dtype() != l.dtype))) {
+    flats_.clear();
+    for (const Bucket& b : buckets_) flats_.emplace_back(Shape{b.numel}, l.dtype, l.device);
+  }
+  // Every gradient lives in its bucket's buffer (a view), so that backward accumulates straight
+  // into what the all-reduce sends and receives: no packing or unpacking per step. A gradient that
+  // is not such a view (the first step, or one replaced since) has its values copied in first.
+  for (size_t b = 0; b < buckets_.size(); ++b)
+    for (const BucketSlot& s : buckets_[b].slots) {
+      const Var& p = params_[static_cast<size_t>(s.param)].second;
+      Tensor slot = flats_[b].rows(s.offset, s.offset + s.numel);
+      if (p.has_grad() && p.grad().raw() == slot.raw() && p.grad().dtype() == slot.dtype() &&
+          p.grad().device() == slot.device())
+        continue;
+      if (p.has_grad() && p.grad().numel() == s.numel) slot.copy_from(p.grad());
+      else slot.zero_();
+      p.grad() = slot.view(p.shape());
+    }
 }
 
 int64_t GradientReducer::reduce(int64_t local_tokens) {
@@ -172,23 +186,15 @@ int64_t GradientReducer::reduce(int64_t local_tokens) {
   }
   if (comm_.size() == 1) return total;  // weight n/N = 1: the gradient already is the mean
   ensure_buffers();
-  std::vector<Tensor> grads;
-  for (const auto& p : params_) grads.push_back(local_tokens > 0 && p.second.has_grad() ? p.second.grad() : Tensor());
   const double weight = static_cast<double>(local_tokens) / static_cast<double>(total);
   std::vector<std::unique_ptr<Work>> works;
   for (size_t b = 0; b < buckets_.size(); ++b) {
     // A rank without tokens sends exact zeros: its gradients are never read (they may be stale).
     if (local_tokens == 0) flats_[b].zero_();
-    else pack_bucket(flats_[b], buckets_[b], grads);
     works.push_back(comm_.all_reduce_async(flats_[b], ReduceOp::Sum, weight));
-    for (auto& w : works) w->test();  // let earlier buckets progress while packing the next
+    for (auto& w : works) w->test();  // let earlier buckets progress while the next one starts
   }
-  std::vector<Tensor> dst;
-  for (auto& p : params_) dst.push_back(p.second.grad());
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    works[b]->wait();
-    unpack_bucket(dst, buckets_[b], flats_[b]);
-  }
+  for (auto& w : works) w->wait();  // the gradients are views of the buffers: nothing to unpack
   return total;
 }
 

@@ -84,9 +84,12 @@ struct ReducerOptions {
 /// or undefined ones do no harm); when N = 0 every gradient is set to zero. A plain mean of the
 /// g_r (weights 1/size) would be wrong whenever shards hold different token counts.
 ///
-/// Mechanics: the gradients live in fusion buckets (plan_buckets, reverse registration order). One
-/// all_gather of the n_r, then per bucket: pack, start an all-reduce (sum, pre-scaled by n_r/N)
-/// while the next bucket is packed, and finally wait and unpack in order. No per-parameter
+/// Mechanics: the gradients live in fusion buckets (plan_buckets, reverse registration order):
+/// from the first reduce() on, every parameter's gradient is a view into its bucket's flat buffer
+/// (as PyTorch DDP's gradient_as_bucket_view), so backward accumulates straight into what is sent
+/// and nothing is packed or unpacked per step; a gradient replaced since (e.g. after a device
+/// move) is copied back in and re-pointed. One all_gather of the n_r, then one all-reduce per
+/// bucket (sum, pre-scaled by n_r/N), all in flight together, then wait. No per-parameter
 /// collective. Every rank must construct the reducer (a collective: it checks that all ranks hold
 /// the same parameter list) and call reduce() the same number of times. The reducer keeps a
 /// reference to `comm`, which must outlive it; moving the model to another device after
