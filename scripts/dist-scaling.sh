@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Data-parallel scaling on this machine: global target tokens/s of G2P training (configs/g2p-cmudict.yaml)
 # with 1 rank x 1 thread, then 2 ranks x 1 thread under mpirun, each for MINUTES of training.
-# Usage: bash scripts/dist-scaling.sh [MINUTES]   (BIN=path/to/recur: the binary; EXTRA="--set k=v ...": overrides)
+# Usage: bash scripts/dist-scaling.sh [MINUTES]   (BIN=path/to/recur: the binary; EXTRA="--set k=v ...": overrides
+# for both runs; EXTRA2: overrides for the 2-rank run only, e.g. EXTRA2="--set train.batch=128" keeps 64
+# examples a rank, as PyTorch DDP's per-GPU batch does)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MIN=${1:-1}
@@ -13,14 +15,19 @@ common=(--threads 1 --set train.max_minutes="$MIN" --set train.epochs=1 --set tr
         --set data.test_words=200 --set data.valid_words=200 --set decode.beam=1 ${EXTRA:-})
 "$BIN" train configs/g2p-cmudict.yaml "${common[@]}" --out "$OUT/1" >"$OUT/1.log" 2>&1
 mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2 \
-  "$BIN" train configs/g2p-cmudict.yaml "${common[@]}" --out "$OUT/2" >"$OUT/2.log" 2>&1
+  "$BIN" train configs/g2p-cmudict.yaml "${common[@]}" ${EXTRA2:-} --out "$OUT/2" >"$OUT/2.log" 2>&1
 python3 - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
-def rate(ranks):
+def epoch(ranks):
     rows = [json.loads(l) for l in open(f"{out}/{ranks}/metrics.jsonl")]
-    return [r for r in rows if r.get("kind") == "epoch"][0]["target_tokens_per_s"]
-one, two = rate(1), rate(2)
-print(f"1 rank x 1 thread : {one:8.0f} target tokens/s")
-print(f"2 ranks x 1 thread: {two:8.0f} target tokens/s  ({two / one:.2f}x)")
+    return [r for r in rows if r.get("kind") == "epoch"][0]
+def split(row):  # rank 0's step time, in shares of the epoch's training seconds
+    t = row.get("time_split", {})
+    total = sum(t.values()) or 1
+    return "  ".join(f"{k[:-2]} {100 * v / total:4.1f}%" for k, v in t.items())
+one, two = epoch(1), epoch(2)
+r1, r2 = one["tokens_per_s"], two["tokens_per_s"]
+print(f"1 rank x 1 thread : {r1:8.0f} target tokens/s           {split(one)}")
+print(f"2 ranks x 1 thread: {r2:8.0f} target tokens/s  ({r2 / r1:.2f}x)  {split(two)}")
 PY

@@ -90,6 +90,13 @@ TEST_F(CliTrain, TrainEvalResume) {
   EXPECT_EQ(m[1]["epoch"], 2);
   EXPECT_LT(m[1]["train_loss"].get<double>(), m[0]["train_loss"].get<double>());
   for (const char* k : {"valid_loss", "valid_accuracy", "lr", "tokens_per_s"}) EXPECT_TRUE(m[0].contains(k)) << k;
+  // Where the epoch's step time went: one process, so no waiting and no all-reduce.
+  const auto& split = m[0]["time_split"];
+  EXPECT_GT(split["compute_s"].get<double>(), 0.0) << split;
+  EXPECT_GT(split["update_s"].get<double>(), 0.0) << split;
+  EXPECT_LT(split["wait_s"].get<double>(), split["compute_s"].get<double>()) << split;
+  EXPECT_EQ(split["all_reduce_s"].get<double>(), 0.0) << split;
+  EXPECT_LT(split["compute_s"].get<double>() + split["update_s"].get<double>(), m[0]["seconds"].get<double>()) << split;
 
   Out e = recur_cmd("eval " + cfg() + " --checkpoint " + out + "/best.safetensors --json");
   ASSERT_EQ(e.status, 0) << e.text;

@@ -78,9 +78,7 @@ TEST_F(CliVec2Seq, StyleLmTrainEvalGenerate) {
   // The condition matters: each source's held-out text costs far more under the other's vector.
   auto e = test::run_recur("eval " + path("lm.yaml") + " --checkpoint " + ckpt + " --json");
   ASSERT_EQ(e.status, 0) << e.text;
-  nlohmann::json j;
-  for (const auto& l : output_lines(e.text))
-    if (!l.empty() && l[0] == '{') j = nlohmann::json::parse(l);
+  const nlohmann::json j = test::last_json_line(e.text);
   ASSERT_TRUE(j.contains("right") && j.contains("wrong")) << e.text;
   for (const char* src : {"sotu", "moby-dick"}) {
     const double right = j["right"][src]["bits_per_char"], wrong = j["wrong"][src]["bits_per_char"];
@@ -96,9 +94,7 @@ TEST_F(CliVec2Seq, StyleLmTrainEvalGenerate) {
   auto lw = test::run_recur("eval " + path("lm.yaml") + " --checkpoint " + ckpt +
                             " --json --set data.eval_window=100 --set data.burn_in=60");
   ASSERT_EQ(lw.status, 0) << lw.text;
-  nlohmann::json jl;
-  for (const auto& l : output_lines(lw.text))
-    if (!l.empty() && l[0] == '{') jl = nlohmann::json::parse(l);
+  const nlohmann::json jl = test::last_json_line(lw.text);
   for (const char* src : {"sotu", "moby-dick"}) {
     EXPECT_EQ(jl["right"][src]["chars"], j["right"][src]["chars"]) << src;
     EXPECT_LT(jl["right"][src]["bits_per_char"].get<double>(), 4.0) << src;
@@ -177,9 +173,7 @@ TEST_F(CliVec2Seq, AutoencoderEncodeGenerate) {
   const std::string ckpt = path("ae/best.safetensors");
   auto e = test::run_recur("eval " + path("ae.yaml") + " --checkpoint " + ckpt + " --json");
   ASSERT_EQ(e.status, 0) << e.text;
-  nlohmann::json j;
-  for (const auto& l : output_lines(e.text))
-    if (!l.empty() && l[0] == '{') j = nlohmann::json::parse(l);
+  const nlohmann::json j = test::last_json_line(e.text);
   ASSERT_EQ(j["words"], 10) << e.text;
   EXPECT_GE(j["exact"].get<double>(), 0.0);
   EXPECT_GT(j["bits_per_letter"].get<double>(), 0.0);

@@ -70,10 +70,7 @@ TEST_F(CliVideo, TrainEvalPredict) {
 
   auto e = test::run_recur("eval " + cfg() + " --checkpoint " + ckpt + " --json");
   ASSERT_EQ(e.status, 0) << e.text;
-  nlohmann::json j;
-  std::istringstream lines(e.text);
-  for (std::string l; std::getline(lines, l);)
-    if (!l.empty() && l[0] == '{') j = nlohmann::json::parse(l);
+  const nlohmann::json j = test::last_json_line(e.text);
   ASSERT_TRUE(j.contains("accuracy")) << e.text;
   EXPECT_EQ(j["clips"], 12);
   EXPECT_GE(j["accuracy"].get<double>(), 0.9) << e.text;
@@ -207,10 +204,7 @@ TEST(CliVideoImages, FashionMnistAsOneFrameClips) {
       << r.text;
   auto e = test::run_recur("eval " + cfg + " --checkpoint " + dir.file("out/best.safetensors") + " --json");
   ASSERT_EQ(e.status, 0) << e.text;
-  nlohmann::json j;
-  std::istringstream lines(e.text);
-  for (std::string l; std::getline(lines, l);)
-    if (!l.empty() && l[0] == '{') j = nlohmann::json::parse(l);
+  const nlohmann::json j = test::last_json_line(e.text);
   ASSERT_TRUE(j.contains("accuracy")) << e.text;
   EXPECT_EQ(j["clips"], 100);
   EXPECT_GE(j["accuracy"].get<double>(), 0.9) << e.text;  // chance: 0.5

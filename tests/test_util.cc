@@ -5,6 +5,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <sstream>
 
 namespace recur::test {
 
@@ -87,6 +88,21 @@ CommandOutput run_recur(const std::string& args) {
   while (p && (n = fread(buf.data(), 1, buf.size(), p)) > 0) text.append(buf.data(), n);
   const int st = p ? pclose(p) : -1;
   return {st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1, text};
+}
+
+nlohmann::json last_json_line(const std::string& text) {
+  nlohmann::json j;
+  std::istringstream lines(text);
+  for (std::string l; std::getline(lines, l);)
+    if (!l.empty() && l[0] == '{') j = nlohmann::json::parse(l);
+  return j;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 }  // namespace recur::test

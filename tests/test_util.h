@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "recur/core/cuda.h"
@@ -39,6 +40,11 @@ struct CommandOutput {
   std::string text;
 };
 CommandOutput run_recur(const std::string& args);
+/// The last line of `text` that starts with '{', parsed as JSON (what `--json` commands print
+/// after their log lines); a null json when there is none.
+nlohmann::json last_json_line(const std::string& text);
+/// The whole file as a string ("" when it cannot be read).
+std::string read_file(const std::string& path);
 
 /// A temporary folder (temp/recur_<name>_<pid>), emptied at the start and removed at the end.
 class TempDir {

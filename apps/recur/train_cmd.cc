@@ -538,7 +538,8 @@ void run_train(const TrainSettings& s) {
                              loss_sum / static_cast<double>(seen), v.summary(), improved ? " *" : "", secs);
     nlohmann::json row{{"kind", "epoch"}, {"epoch", epoch}, {"step", step}, {"train_loss", loss_sum / static_cast<double>(seen)},
                        {"valid_loss", v.loss}, {"lr", opt->lr()}, {"seconds", secs},
-                       {"tokens_per_s", static_cast<double>(tokens) / secs}};
+                       {"tokens_per_s", static_cast<double>(tokens) / secs},
+                       {"time_split", stepper.take_times().json()}};
     if (t.regression) row.update({{"valid_mae", v.mae}, {"valid_naive_mae", v.naive_mae}});
     else row["valid_accuracy"] = v.accuracy;
     if (v.f1 >= 0) row["valid_f1"] = v.f1;

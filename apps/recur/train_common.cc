@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <numeric>
+#include <utility>
 #include <yaml-cpp/yaml.h>
 
 #include "commands.h"
@@ -23,7 +24,10 @@ namespace recur::cli {
 
 namespace fs = std::filesystem;
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) { return seconds_between(t0, Clock::now()); }
+double seconds_between(Clock::time_point t0, Clock::time_point t1) {
+  return std::chrono::duration<double>(t1 - t0).count();
+}
 
 std::ostream& null_stream() {
   static std::ostream discard(nullptr);
@@ -149,6 +153,7 @@ DataParallelStep::DataParallelStep(dist::Communicator& comm, train::Optimizer& o
 
 StepTotals DataParallelStep::run(const std::vector<dist::ShardItem>& items, const std::function<int64_t(int64_t)>& terms,
                                  const MicroLossFn& loss_fn, uint64_t step_seed, double lead_time) {
+  const auto t_start = Clock::now();
   const dist::Shard mine = dist::shard(items, comm_.rank(), comm_.size());
   shard_terms_ = 0;
   for (int64_t i : mine.indices) shard_terms_ += terms(i);
@@ -177,9 +182,12 @@ StepTotals DataParallelStep::run(const std::vector<dist::ShardItem>& items, cons
       loss = scale(tape, loss, static_cast<float>(static_cast<double>(micro_terms) / static_cast<double>(shard_terms_)));
     tape.backward(loss);
   }
+  const auto t_gathered = Clock::now();
   const std::vector<double> g = dist::sum_over_ranks(
       comm_, {local_sum, static_cast<double>(shard_terms_), static_cast<double>(mine.tokens),
               SigintScope::raised() ? 1.0 : 0.0, comm_.rank() == 0 ? lead_time : 0.0});
+  times_.compute += seconds_between(t_start, t_gathered);
+  times_.wait += seconds_since(t_gathered);
   StepTotals t;
   t.loss = g[1] > 0 ? g[0] / g[1] : 0.0;
   t.terms = g[1];
@@ -190,10 +198,20 @@ StepTotals DataParallelStep::run(const std::vector<dist::ShardItem>& items, cons
 }
 
 void DataParallelStep::apply(double lr) {
+  const auto t0 = Clock::now();
   if (reducer_) reducer_->reduce(shard_terms_);
+  const auto t1 = reducer_ ? Clock::now() : t0;  // one process: no all-reduce, no time for it
   if (clip_ > 0) train::clip_grad_norm(params_, clip_);
   opt_.set_lr(lr);
   opt_.step();
+  times_.all_reduce += seconds_between(t0, t1);
+  times_.update += seconds_since(t1);
+}
+
+DataParallelStep::Times DataParallelStep::take_times() { return std::exchange(times_, Times{}); }
+
+nlohmann::json DataParallelStep::Times::json() const {
+  return {{"compute_s", compute}, {"wait_s", wait}, {"all_reduce_s", all_reduce}, {"update_s", update}};
 }
 
 std::string config_task(const std::string& path, const std::vector<std::string>& sets) {
@@ -340,7 +358,8 @@ void run_epochs(const Config& c, const EpochsArgs& a, TrainProcess& proc, nn::Mo
       metrics << nlohmann::json{{"kind", "epoch"}, {"epoch", epoch}, {"step", step},
                                 {"train_loss", loss_sum / static_cast<double>(std::max<int64_t>(1, seen))},
                                 {"lr", opt->lr()}, {"seconds", seconds_since(t_epoch)},
-                                {"tokens_per_s", static_cast<double>(tokens) / train_secs}, {"valid", v.json}}
+                                {"tokens_per_s", static_cast<double>(tokens) / train_secs},
+                                {"time_split", stepper.take_times().json()}, {"valid", v.json}}
                      .dump()
               << std::endl;
       train::save_checkpoint((fs::path(a.out) / "last.safetensors").string(), model, opt.get(), meta(epoch));

@@ -26,6 +26,7 @@ namespace recur::cli {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0);
+double seconds_between(Clock::time_point t0, Clock::time_point t1);
 /// A stream that discards what it is given (the log of ranks other than 0).
 std::ostream& null_stream();
 
@@ -105,7 +106,17 @@ class DataParallelStep {
   /// optimizer step at rate `lr`.
   void apply(double lr);
 
+  /// Where this rank's step time went since the last take_times(): forward and backward
+  /// ("compute"), waiting for the other ranks to finish theirs ("wait"), the gradient all-reduce,
+  /// and gradient clipping plus the optimizer step ("update"). Seconds; resets the sums.
+  struct Times {
+    double compute = 0, wait = 0, all_reduce = 0, update = 0;
+    nlohmann::json json() const;
+  };
+  Times take_times();
+
  private:
+  Times times_;
   dist::Communicator& comm_;
   train::Optimizer& opt_;
   train::NamedParams params_;
