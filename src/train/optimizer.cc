@@ -80,30 +80,29 @@ void for_chunks(int64_t n, const Fn& fn) {
 // fixed order at the end: vectorises (one AVX-512 register of doubles) and gives the same result
 // whatever the machine or thread count.
 using Double8 = double __attribute__((vector_size(64)));
-using Float8 = float __attribute__((vector_size(32)));
+template <class T>
+struct Eight;  // eight lanes of T
+template <>
+struct Eight<float> {
+  using type = float __attribute__((vector_size(32)));
+};
+template <>
+struct Eight<double> {
+  using type = Double8;
+};
 
-double sum_of_squares(const float* x, int64_t n) {
+template <class T>
+double sum_of_squares(const T* x, int64_t n) {
+  using Vec8 = typename Eight<T>::type;
   Double8 acc{};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    Float8 f;
-    std::memcpy(&f, x + i, sizeof f);
-    const Double8 d = __builtin_convertvector(f, Double8);
+    Vec8 v;
+    std::memcpy(&v, x + i, sizeof v);
+    const Double8 d = __builtin_convertvector(v, Double8);
     acc += d * d;
   }
-  for (int64_t k = 0; i < n; ++i, ++k) acc[k] += static_cast<double>(x[i]) * x[i];
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
-double sum_of_squares(const double* x, int64_t n) {
-  Double8 acc{};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    Double8 d;
-    std::memcpy(&d, x + i, sizeof d);
-    acc += d * d;
-  }
-  for (int64_t k = 0; i < n; ++i, ++k) acc[k] += x[i] * x[i];
+  for (int64_t k = 0; i < n; ++i, ++k) acc[k] += static_cast<double>(x[i]) * static_cast<double>(x[i]);
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
