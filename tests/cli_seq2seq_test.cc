@@ -176,6 +176,26 @@ TEST_F(CliSeq2Seq, G2pOnATinyDictionary) {
   EXPECT_EQ(j.at("words").get<int64_t>(), 40);
   EXPECT_LT(j.at("wer").get<double>(), 0.5) << e.text;
   EXPECT_LT(j.at("per").get<double>(), 0.2) << e.text;
+  // --output writes source, hypothesis and references per word; the mismatches are the word errors.
+  auto o = test::run_recur("eval " + path("g2p.yaml") + " --checkpoint " + path("g2p/best.safetensors") +
+                           " --beam 1 --json --output " + path("hyps.tsv"));
+  ASSERT_EQ(o.status, 0) << o.text;
+  const auto rows = lines_of(test::read_file(path("hyps.tsv")));
+  ASSERT_EQ(rows.size(), 40u);
+  int64_t wrong = 0;
+  for (const auto& row : rows) {
+    const auto tab1 = row.find('\t'), tab2 = row.rfind('\t');
+    ASSERT_TRUE(tab1 != std::string::npos && tab2 > tab1) << row;
+    const std::string hyp = row.substr(tab1 + 1, tab2 - tab1 - 1), refs = " | " + row.substr(tab2 + 1) + " | ";
+    EXPECT_FALSE(row.substr(0, tab1).empty()) << row;
+    wrong += refs.find(" | " + hyp + " | ") == std::string::npos ? 1 : 0;
+  }
+  EXPECT_EQ(wrong, j.at("word_errors").get<int64_t>());
+  EXPECT_FALSE(fs::exists(dir_ / "missing" / "hyps.tsv"));
+  auto bad = test::run_recur("eval " + path("g2p.yaml") + " --checkpoint " + path("g2p/best.safetensors") +
+                             " --beam 1 --output " + path("missing/hyps.tsv"));
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.text.find("missing/hyps.tsv"), std::string::npos) << bad.text;
   {
     std::ofstream in(dir_ / "words.txt");
     in << "bad\nCAFE\n\n\xc3\xa9" "a1\n";  // lower and upper case, an empty line, letters outside a-z

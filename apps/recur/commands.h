@@ -36,6 +36,7 @@ struct Seq2SeqEvalArgs {
   std::vector<std::string> sets;
   int64_t beam = 0;  ///< > 0: overrides decode.beam
   bool json = false;
+  std::string output;  ///< sequence-to-sequence: file for each item's source, hypothesis and references
 };
 void eval_seq2seq(const Seq2SeqEvalArgs& args);
 

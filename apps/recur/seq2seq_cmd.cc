@@ -365,7 +365,8 @@ Scores score(const Task& t, const EvalSet& set, const std::vector<std::string>& 
 }
 
 Scores evaluate(const models::Seq2Seq& model, const Task& t, const EvalSet& set, const models::TranslateOptions& opt,
-                int64_t batch, int64_t max_source_len, int64_t limit = 0) {
+                int64_t batch, int64_t max_source_len, int64_t limit = 0,
+                std::vector<std::string>* hypotheses = nullptr) {
   EvalSet use = set;
   const int64_t n = static_cast<int64_t>(set.sources.size());
   if (limit > 0 && n > limit) {
@@ -381,7 +382,36 @@ Scores evaluate(const models::Seq2Seq& model, const Task& t, const EvalSet& set,
   auto hyps = translate_all(model, t.source, use.sources, opt, batch, max_source_len, nullptr);
   std::vector<std::string> text;
   for (const auto& h : hyps) text.push_back(t.target.decode(h[0].tokens));
-  return score(t, use, text);
+  Scores s = score(t, use, text);
+  if (hypotheses) *hypotheses = std::move(text);
+  return s;
+}
+
+/// Writes one line per item, `source<TAB>hypothesis<TAB>references` (several references joined by
+/// " | "), to `path` through a temporary file renamed over it, so a failed write leaves no partial file.
+void write_hypotheses(const std::string& path, const EvalSet& set, const std::vector<std::string>& hyps) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    RECUR_CHECK(out.good(), "eval --output '{}': cannot create '{}'", path, tmp);
+    for (size_t i = 0; i < hyps.size(); ++i) {
+      out << set.sources[i] << '\t' << hyps[i] << '\t';
+      for (size_t r = 0; r < set.references[i].size(); ++r) out << (r ? " | " : "") << set.references[i][r];
+      out << '\n';
+    }
+    out.flush();
+    if (!out.good()) {
+      std::error_code ec;
+      std::filesystem::remove(tmp, ec);
+      RECUR_FAIL("eval --output '{}': writing '{}' failed", path, tmp);
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    RECUR_FAIL("eval --output '{}': cannot rename '{}' over it: {}", path, tmp, ec.message());
+  }
 }
 
 // Batches of sentence indices: shuffled, then sorted by source length within windows of 50 batches
@@ -536,8 +566,10 @@ void eval_seq2seq(const Seq2SeqEvalArgs& a) {
   const EvalSet& set = a.split == "valid" ? t.valid : t.test;
   RECUR_CHECK(!set.sources.empty(), "eval: the {} split is empty (set data.{})", a.split, a.split);
   const auto t0 = Clock::now();
+  std::vector<std::string> hyps;
   const Scores s = evaluate(model, t, set, decode_options(c, c.get_int("decode.beam")), c.get_int("decode.batch"),
-                            c.get_int("data.max_source_len"));
+                            c.get_int("data.max_source_len"), 0, &hyps);
+  if (!a.output.empty()) write_hypotheses(a.output, set, hyps);
   if (a.json) {
     nlohmann::json j = s.json;
     j.update({{"split", a.split}, {"beam", c.get_int("decode.beam")}, {"seconds", seconds_since(t0)}});

@@ -568,6 +568,7 @@ struct EvalSettings {
   std::vector<std::string> sets;
   int64_t beam = 0;
   bool json = false;
+  std::string output;
 };
 
 void run_eval(const EvalSettings& s) {
@@ -806,13 +807,16 @@ void add_train(CLI::App& app) {
   ev->add_flag("--json", e->json, "Print the metrics as JSON");
   ev->add_option("--device", e->device, "cpu | cuda | cuda:N (overrides train.device)");
   ev->add_option("--beam", e->beam, "Sequence-to-sequence: beam size (1: greedy; default: decode.beam)");
+  ev->add_option("--output", e->output, "Sequence-to-sequence: write source<TAB>hypothesis<TAB>references per item to this file");
   ev->callback([e] {
+    RECUR_CHECK(e->output.empty() || is_seq2seq_config(e->config_path, e->sets),
+                "eval --output: '{}' is not a sequence-to-sequence config (g2p or translation)", e->config_path);
     if (is_video_config(e->config_path, e->sets))
       eval_video({e->config_path, e->checkpoint, e->split, e->device, e->sets, e->beam, e->json});
     else if (is_vec2seq_config(e->config_path, e->sets))
       eval_vec2seq({e->config_path, e->checkpoint, e->split, e->device, e->sets, e->beam, e->json});
     else if (is_seq2seq_config(e->config_path, e->sets))
-      eval_seq2seq({e->config_path, e->checkpoint, e->split, e->device, e->sets, e->beam, e->json});
+      eval_seq2seq({e->config_path, e->checkpoint, e->split, e->device, e->sets, e->beam, e->json, e->output});
     else
       run_eval(*e);
   });
