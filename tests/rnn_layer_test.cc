@@ -18,7 +18,8 @@ using ops::CellType;
 struct LayerCase {
   CellType cell;
   bool reverse;
-  int64_t batch;  // FastMatchesReference's batch: 6 (one micro-tile) or 13 (a full tile and a ragged one)
+  int64_t batch;  // FastMatchesReference's batch: 6 (one micro-tile), 13 (a full tile and a ragged one) or
+                  // 1 (one sentence: matrix-vector steps on the unpacked W_hh, in alternating directions)
 };
 
 std::string case_name(const ::testing::TestParamInfo<LayerCase>& info) {
@@ -200,6 +201,8 @@ INSTANTIATE_TEST_SUITE_P(Cells, RnnLayer,
                                            LayerCase{CellType::RNN_TANH, false, 13},
                                            LayerCase{CellType::RNN_TANH, true, 6},
                                            LayerCase{CellType::RNN_TANH, true, 13},
+                                           LayerCase{CellType::LSTM, false, 1},
+                                           LayerCase{CellType::GRU, true, 1},
                                            LayerCase{CellType::RNN_RELU, false, 6},
                                            LayerCase{CellType::RNN_RELU, false, 13},
                                            LayerCase{CellType::RNN_RELU, true, 6},

@@ -25,4 +25,11 @@ void pack_b(PackedB* out, const float* src, int64_t ld, int64_t k, int64_t n);
 /// Single-threaded; a given element is always computed in the same order.
 void gemm_packed(int64_t m, const float* a, int64_t lda, const PackedB& b, float* c, int64_t ldc, bool accumulate);
 
+/// y (n) = (accumulate ? y : 0) + W (n x k, row-major, leading dimension ldw) * x (k): the batch-1
+/// recurrent step. `reverse` walks the rows from the last to the first; a step loop that alternates
+/// directions starts each pass on the rows the previous pass read last, which an LRU cache still
+/// holds when W is a little larger than it. Each y[i] is summed in the same order either way.
+void gemv_rows(int64_t n, int64_t k, const float* w, int64_t ldw, const float* x, float* y, bool accumulate,
+               bool reverse);
+
 }  // namespace recur::cpu

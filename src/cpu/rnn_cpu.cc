@@ -13,7 +13,6 @@
 // thread does it.
 #include "rnn_cpu.h"
 
-#include <cblas.h>
 
 #include <algorithm>
 #include <atomic>
@@ -255,7 +254,9 @@ void forward_steps(const ForwardBuffers& fb, const Dims& d, const PackedBatch& p
     if (k >= nt) return;
     const UnitSlice sl = unit_slice(d.H, k, nt);
     const int64_t n = sl.n(), u0 = sl.u0;
-    const std::vector<PackedB> w = pack_gate_slices(W_hh, d, sl);
+    // A batch of one sentence never uses the packed slices: its steps read W_hh in place.
+    const bool single = pb.batch_sizes.empty() || pb.batch_sizes[0] == 1;
+    const std::vector<PackedB> w = single ? std::vector<PackedB>() : pack_gate_slices(W_hh, d, sl);
     float* cur = fb.h_state;
     float* next = fb.h_other;
     for (int64_t s = 0; s < d.T; ++s) {
@@ -264,11 +265,14 @@ void forward_steps(const ForwardBuffers& fb, const Dims& d, const PackedBatch& p
       const int64_t r0 = pb.offsets[static_cast<size_t>(t)];
       float* Gt = fb.G + r0 * d.GH;
       // This slice's share of the step's recurrent product (GRU keeps it apart for the new gate).
-      for (int64_t g = 0; g < d.G; ++g) {
+      // One row: a matrix-vector product bound by reading the slice of W_hh, which at H = 512 is
+      // about the core's L2; alternate steps walk it backwards so that most of it is still cached.
+      const bool back = (s & 1) != 0;
+      for (int64_t gi = 0; gi < d.G; ++gi) {
+        const int64_t g = bs == 1 && back ? d.G - 1 - gi : gi;
         float* out = (gru ? fb.gh_step : Gt) + g * d.H + u0;
-        if (bs == 1)  // a matrix-vector product, bound by streaming W_hh: BLAS's gemv does it best
-          cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n), static_cast<int>(d.H), 1.0f,
-                      W_hh + (g * d.H + u0) * d.H, static_cast<int>(d.H), cur, 1, gru ? 0.0f : 1.0f, out, 1);
+        if (bs == 1)
+          gemv_rows(n, d.H, W_hh + (g * d.H + u0) * d.H, d.H, cur, out, !gru, back);
         else
           gemm_packed(bs, cur, d.H, w[static_cast<size_t>(g)], out, d.GH, !gru);
       }
