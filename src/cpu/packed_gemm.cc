@@ -137,31 +137,21 @@ inline float hsum(v16 v) {
   return t;
 }
 
-// Four rows at once: each 16-wide slice of x is loaded once for the four of them.
-void gemv4(int64_t k, const float* __restrict w, int64_t ldw, const float* __restrict x, float* __restrict y,
-           bool accumulate) {
-  v16 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+// R rows at once (4, or 1 for the remainder): each 16-wide slice of x is loaded once for all of them.
+template <int R>
+void gemv_block(int64_t k, const float* __restrict w, int64_t ldw, const float* __restrict x, float* __restrict y,
+                bool accumulate) {
+  v16 acc[R] = {};
   int64_t kk = 0;
   for (; kk + 16 <= k; kk += 16) {
     const v16 xv = load16(x + kk);
-    a0 += load16(w + kk) * xv;
-    a1 += load16(w + ldw + kk) * xv;
-    a2 += load16(w + 2 * ldw + kk) * xv;
-    a3 += load16(w + 3 * ldw + kk) * xv;
+    for (int r = 0; r < R; ++r) acc[r] += load16(w + r * ldw + kk) * xv;
   }
-  float s[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
-  for (; kk < k; ++kk)
-    for (int r = 0; r < 4; ++r) s[r] += w[r * ldw + kk] * x[kk];
-  for (int r = 0; r < 4; ++r) y[r] = accumulate ? y[r] + s[r] : s[r];
-}
-
-void gemv1(int64_t k, const float* __restrict w, const float* __restrict x, float* __restrict y, bool accumulate) {
-  v16 a = {};
-  int64_t kk = 0;
-  for (; kk + 16 <= k; kk += 16) a += load16(w + kk) * load16(x + kk);
-  float s = hsum(a);
-  for (; kk < k; ++kk) s += w[kk] * x[kk];
-  *y = accumulate ? *y + s : s;
+  for (int r = 0; r < R; ++r) {
+    float s = hsum(acc[r]);
+    for (int64_t j = kk; j < k; ++j) s += w[r * ldw + j] * x[j];
+    y[r] = accumulate ? y[r] + s : s;
+  }
 }
 
 }  // namespace
@@ -170,11 +160,11 @@ void gemv_rows(int64_t n, int64_t k, const float* w, int64_t ldw, const float* x
                bool reverse) {
   const int64_t full = n / 4 * 4;
   if (!reverse) {
-    for (int64_t i = 0; i < full; i += 4) gemv4(k, w + i * ldw, ldw, x, y + i, accumulate);
-    for (int64_t i = full; i < n; ++i) gemv1(k, w + i * ldw, x, y + i, accumulate);
+    for (int64_t i = 0; i < full; i += 4) gemv_block<4>(k, w + i * ldw, ldw, x, y + i, accumulate);
+    for (int64_t i = full; i < n; ++i) gemv_block<1>(k, w + i * ldw, ldw, x, y + i, accumulate);
   } else {
-    for (int64_t i = n - 1; i >= full; --i) gemv1(k, w + i * ldw, x, y + i, accumulate);
-    for (int64_t i = full - 4; i >= 0; i -= 4) gemv4(k, w + i * ldw, ldw, x, y + i, accumulate);
+    for (int64_t i = n - 1; i >= full; --i) gemv_block<1>(k, w + i * ldw, ldw, x, y + i, accumulate);
+    for (int64_t i = full - 4; i >= 0; i -= 4) gemv_block<4>(k, w + i * ldw, ldw, x, y + i, accumulate);
   }
 }
 

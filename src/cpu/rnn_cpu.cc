@@ -13,7 +13,6 @@
 // thread does it.
 #include "rnn_cpu.h"
 
-
 #include <algorithm>
 #include <atomic>
 #include <cstring>
