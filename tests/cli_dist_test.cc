@@ -134,11 +134,18 @@ TEST_F(CliDist, Seq2SeqTwoRanksEqualOneProcessAndAccumulation) {
   const auto two = train("rev.yaml", "--set train.batch=8", 2, "two");
   expect_same(acc, one, "accumulate 2");
   expect_same(two, one, "2 ranks");
-  // Rank 0's epoch row says where its step time went, the all-reduce included.
+  // Shards weighted by the ranks' measured speeds: another split of the same global batches, so
+  // (without dropout) the same parameters up to summation order.
+  const auto speed = train("rev.yaml", "--set train.batch=8 --set train.balance=speed", 2, "speed");
+  expect_same(speed, one, "2 ranks balanced by speed");
+  // Rank 0's epoch row says where its step time went, the all-reduce included, and how long each
+  // rank computed.
   const nlohmann::json row = test::last_json_line(test::read_file(path("two/metrics.jsonl")));
   ASSERT_TRUE(row.contains("time_split")) << row;
   EXPECT_GT(row["time_split"]["all_reduce_s"].get<double>(), 0.0) << row;
   EXPECT_GT(row["time_split"]["compute_s"].get<double>(), 0.0) << row;
+  ASSERT_EQ(row["rank_compute_s"].size(), 2u) << row;
+  for (const auto& secs : row["rank_compute_s"]) EXPECT_GT(secs.get<double>(), 0.0) << row;
 }
 
 // Killing one of two ranks mid-training: the job ends non-zero, soon, naming the dead rank.

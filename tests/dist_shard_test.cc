@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "recur/core/rng.h"
@@ -87,10 +88,52 @@ TEST(DistShard, FewerItemsThanRanksGivesEmptyShards) {
   EXPECT_TRUE(dist::shard({}, 3)[2].indices.empty());
 }
 
+TEST(DistShard, EqualSpeedsSplitAsTokensDo) {
+  for (uint64_t seed = 0; seed < 10; ++seed) {
+    const auto items = random_items(40, seed);
+    const auto plain = dist::shard(items, 3);
+    const auto even = dist::shard(items, 3, std::vector<double>{2.5, 2.5, 2.5});
+    for (size_t r = 0; r < 3; ++r) EXPECT_EQ(plain[r].indices, even[r].indices) << "seed " << seed;
+  }
+}
+
+TEST(DistShard, SpeedsBalanceFinishingTimes) {
+  // tokens 6, 5, 4, 3 with rank 1 three times as fast, each to the earlier finish:
+  // 6 -> r1 (6/3 < 6/1), 5 -> r1 (11/3 < 5/1), 4 -> r0 (4/1 < 15/3), 3 -> r1 (14/3 < 7/1).
+  const std::vector<dist::ShardItem> items{{0, 6}, {1, 5}, {2, 4}, {3, 3}};
+  const auto s = dist::shard(items, 2, std::vector<double>{1.0, 3.0});
+  EXPECT_EQ(s[0].indices, (std::vector<int64_t>{2}));
+  EXPECT_EQ(s[1].indices, (std::vector<int64_t>{0, 1, 3}));
+  EXPECT_EQ(dist::shard(items, 0, 2, std::vector<double>{1.0, 3.0}).indices, s[0].indices);
+  // In general: every item once, and finishing times (tokens / speed) apart by at most the
+  // largest item on the slowest rank.
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    const auto many = random_items(60, seed);
+    const std::vector<double> speeds{1.0, 1.9, 0.6, 1.3};
+    const auto shards = dist::shard(many, 4, speeds);
+    std::multiset<int64_t> seen, all;
+    double lo = 1e300, hi = 0;
+    int64_t max_item = 0;
+    for (const auto& it : many) all.insert(it.index), max_item = std::max(max_item, it.tokens);
+    for (size_t r = 0; r < shards.size(); ++r) {
+      seen.insert(shards[r].indices.begin(), shards[r].indices.end());
+      lo = std::min(lo, static_cast<double>(shards[r].tokens) / speeds[r]);
+      hi = std::max(hi, static_cast<double>(shards[r].tokens) / speeds[r]);
+    }
+    EXPECT_EQ(seen, all) << "seed " << seed;
+    EXPECT_LE(hi - lo, static_cast<double>(max_item) / 0.6 + 1e-9) << "seed " << seed;
+    // The fastest rank takes the most tokens, the slowest the fewest.
+    EXPECT_GT(shards[1].tokens, shards[2].tokens) << "seed " << seed;
+  }
+}
+
 TEST(DistShard, RejectsBadInput) {
   EXPECT_THROW(dist::shard({{0, 1}}, 0), Error);
   EXPECT_THROW(dist::shard({{0, -1}}, 2), Error);
   EXPECT_THROW(dist::shard({{0, 1}}, 2, 2), Error);
+  EXPECT_THROW(dist::shard({{0, 1}}, 2, std::vector<double>{1.0}), Error);
+  EXPECT_THROW(dist::shard({{0, 1}}, 2, std::vector<double>{1.0, 0.0}), Error);
+  EXPECT_THROW(dist::shard({{0, 1}}, 2, std::vector<double>{1.0, std::nan("")}), Error);
 }
 
 }  // namespace

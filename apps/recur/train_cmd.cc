@@ -455,7 +455,8 @@ void run_train(const TrainSettings& s) {
     log << fmt::format("resumed from {} after epoch {} (step {})\n", s.resume, start_epoch - 1, step);
   }
   dist::broadcast_parameters(params, comm);
-  DataParallelStep stepper(comm, *opt, params, accumulate, c.get_float("train.clip"));
+  DataParallelStep stepper(comm, *opt, params, accumulate, c.get_float("train.clip"),
+                           c.get_string("train.balance") == "speed");
   std::ofstream metrics;
   if (lead) metrics.open(fs::path(s.out) / "metrics.jsonl", std::ios::app);
   SigintScope sigint;
@@ -536,10 +537,11 @@ void run_train(const TrainSettings& s) {
     if (tty) log << "\n";
     log << fmt::format("epoch {} train loss {:.4f} valid {}{} ({:.0f} s)\n", epoch,
                              loss_sum / static_cast<double>(seen), v.summary(), improved ? " *" : "", secs);
+    const DataParallelStep::Times times = stepper.take_times();
     nlohmann::json row{{"kind", "epoch"}, {"epoch", epoch}, {"step", step}, {"train_loss", loss_sum / static_cast<double>(seen)},
                        {"valid_loss", v.loss}, {"lr", opt->lr()}, {"seconds", secs},
                        {"tokens_per_s", static_cast<double>(tokens) / secs},
-                       {"time_split", stepper.take_times().json()}};
+                       {"time_split", times.json()}, {"rank_compute_s", times.rank_compute}};
     if (t.regression) row.update({{"valid_mae", v.mae}, {"valid_naive_mae", v.naive_mae}});
     else row["valid_accuracy"] = v.accuracy;
     if (v.f1 >= 0) row["valid_f1"] = v.f1;

@@ -43,6 +43,10 @@ std::vector<ConfigKey> common_train_keys() {
       {"train.communicator", V::String, "auto",
        "data parallelism: auto (MPI when started by mpirun, else local), local, mpi or nccl",
        {"auto", "local", "mpi", "nccl"}},
+      {"train.balance", V::String, "tokens",
+       "data parallelism: split each global batch by tokens (deterministic), or by tokens and each rank's measured "
+       "speed (for uneven ranks; the split, and so the run, then depends on timing)",
+       {"tokens", "speed"}},
       {"train.comm_timeout", V::Float, "600",
        "seconds a rank waits at a collective (e.g. while rank 0 validates) before ending the job", {}},
       {"train.optimizer", V::String, "adam", "optimizer", {"adam", "adamw", "sgd"}},
@@ -145,8 +149,10 @@ bool SigintScope::raised() { return g_sigint != 0; }
 bool StepTotals::finite() const { return std::isfinite(loss); }
 
 DataParallelStep::DataParallelStep(dist::Communicator& comm, train::Optimizer& optimizer,
-                                   const train::NamedParams& params, int64_t accumulate, double clip)
-    : comm_(comm), opt_(optimizer), params_(params), accumulate_(accumulate), clip_(clip) {
+                                   const train::NamedParams& params, int64_t accumulate, double clip,
+                                   bool balance_by_speed)
+    : comm_(comm), opt_(optimizer), params_(params), accumulate_(accumulate), clip_(clip),
+      balance_by_speed_(balance_by_speed) {
   RECUR_CHECK(accumulate >= 1, "train.accumulate must be at least 1, got {}", accumulate);
   if (comm.size() > 1) reducer_ = std::make_unique<dist::GradientReducer>(params_, comm_);
 }
@@ -154,7 +160,7 @@ DataParallelStep::DataParallelStep(dist::Communicator& comm, train::Optimizer& o
 StepTotals DataParallelStep::run(const std::vector<dist::ShardItem>& items, const std::function<int64_t(int64_t)>& terms,
                                  const MicroLossFn& loss_fn, uint64_t step_seed, double lead_time) {
   const auto t_start = Clock::now();
-  const dist::Shard mine = dist::shard(items, comm_.rank(), comm_.size());
+  const dist::Shard mine = dist::shard(items, comm_.rank(), comm_.size(), speeds_);
   shard_terms_ = 0;
   for (int64_t i : mine.indices) shard_terms_ += terms(i);
   opt_.zero_grad();
@@ -183,11 +189,20 @@ StepTotals DataParallelStep::run(const std::vector<dist::ShardItem>& items, cons
     tape.backward(loss);
   }
   const auto t_gathered = Clock::now();
-  const std::vector<double> g = dist::sum_over_ranks(
-      comm_, {local_sum, static_cast<double>(shard_terms_), static_cast<double>(mine.tokens),
-              SigintScope::raised() ? 1.0 : 0.0, comm_.rank() == 0 ? lead_time : 0.0});
-  times_.compute += seconds_between(t_start, t_gathered);
+  const double compute_s = seconds_between(t_start, t_gathered);
+  constexpr size_t kSlots = 6;
+  const std::vector<double> all = comm_.all_gather(std::vector<double>{
+      local_sum, static_cast<double>(shard_terms_), static_cast<double>(mine.tokens),
+      SigintScope::raised() ? 1.0 : 0.0, comm_.rank() == 0 ? lead_time : 0.0, compute_s});
+  std::vector<double> g(kSlots - 1, 0.0);  // sums over ranks of the first five slots
+  const size_t ranks = static_cast<size_t>(comm_.size());
+  for (size_t r = 0; r < ranks; ++r)
+    for (size_t i = 0; i + 1 < kSlots; ++i) g[i] += all[r * kSlots + i];
+  times_.compute += compute_s;
   times_.wait += seconds_since(t_gathered);
+  times_.rank_compute.resize(ranks, 0.0);
+  for (size_t r = 0; r < ranks; ++r) times_.rank_compute[r] += all[r * kSlots + 5];
+  if (balance_by_speed_ && ranks > 1) update_speeds(all, kSlots);
   StepTotals t;
   t.loss = g[1] > 0 ? g[0] / g[1] : 0.0;
   t.terms = g[1];
@@ -206,6 +221,26 @@ void DataParallelStep::apply(double lr) {
   opt_.step();
   times_.all_reduce += seconds_between(t0, t1);
   times_.update += seconds_since(t1);
+}
+
+void DataParallelStep::update_speeds(const std::vector<double>& all, size_t slots) {
+  // Every rank runs this on the same gathered numbers, so all agree on the speeds bit for bit.
+  constexpr double kSmooth = 0.05;  // about the last 20 steps; one step's time is noisy (+-10%)
+  const size_t ranks = static_cast<size_t>(comm_.size());
+  rates_.resize(ranks, 0.0);
+  for (size_t r = 0; r < ranks; ++r) {
+    const double tokens = all[r * slots + 2], secs = all[r * slots + 5];
+    if (tokens <= 0 || secs <= 0) continue;  // an empty shard says nothing about speed
+    const double rate = tokens / secs;
+    rates_[r] = rates_[r] > 0 ? rates_[r] + kSmooth * (rate - rates_[r]) : rate;
+  }
+  double mean = 0;
+  for (double v : rates_) {
+    if (v <= 0) return;  // some rank not measured yet: keep balancing by tokens
+    mean += v / static_cast<double>(ranks);
+  }
+  speeds_.resize(ranks);
+  for (size_t r = 0; r < ranks; ++r) speeds_[r] = std::clamp(rates_[r], mean / 4, mean * 4);
 }
 
 DataParallelStep::Times DataParallelStep::take_times() { return std::exchange(times_, Times{}); }
@@ -286,7 +321,8 @@ void run_epochs(const Config& c, const EpochsArgs& a, TrainProcess& proc, nn::Mo
     log << fmt::format("resumed from {} after epoch {} (step {})\n", a.resume, start_epoch - 1, step);
   }
   dist::broadcast_parameters(params, comm);
-  DataParallelStep stepper(comm, *opt, params, accumulate, c.get_float("train.clip"));
+  DataParallelStep stepper(comm, *opt, params, accumulate, c.get_float("train.clip"),
+                           c.get_string("train.balance") == "speed");
   std::ofstream metrics;
   if (proc.lead) metrics.open(fs::path(a.out) / "metrics.jsonl", std::ios::app);
   SigintScope sigint;
@@ -354,12 +390,14 @@ void run_epochs(const Config& c, const EpochsArgs& a, TrainProcess& proc, nn::Mo
     log << fmt::format("epoch {} train loss {:.4f} valid {}{} ({:.0f} s train, {:.0f} s valid)\n", epoch,
                        loss_sum / static_cast<double>(std::max<int64_t>(1, seen)), v.summary, improved ? " *" : "",
                        train_secs, seconds_since(t_epoch) - train_secs);
+    const DataParallelStep::Times times = stepper.take_times();
     if (proc.lead) {
       metrics << nlohmann::json{{"kind", "epoch"}, {"epoch", epoch}, {"step", step},
                                 {"train_loss", loss_sum / static_cast<double>(std::max<int64_t>(1, seen))},
                                 {"lr", opt->lr()}, {"seconds", seconds_since(t_epoch)},
                                 {"tokens_per_s", static_cast<double>(tokens) / train_secs},
-                                {"time_split", stepper.take_times().json()}, {"valid", v.json}}
+                                {"time_split", times.json()}, {"rank_compute_s", times.rank_compute},
+                                {"valid", v.json}}
                      .dump()
               << std::endl;
       train::save_checkpoint((fs::path(a.out) / "last.safetensors").string(), model, opt.get(), meta(epoch));

@@ -95,8 +95,12 @@ struct StepTotals {
 /// rank 0's clock.
 class DataParallelStep {
  public:
+  /// `balance_by_speed`: shard each global batch by the ranks' measured speeds (tokens per second
+  /// of forward+backward, a moving average agreed on by all ranks) rather than by tokens alone,
+  /// so a slower rank (a busier core, an older GPU) takes less and the others do not wait for it.
+  /// The split then depends on timing, so runs are no longer bit-reproducible.
   DataParallelStep(dist::Communicator& comm, train::Optimizer& optimizer, const train::NamedParams& params,
-                   int64_t accumulate, double clip);
+                   int64_t accumulate, double clip, bool balance_by_speed = false);
   /// Zeroes the gradients and runs forward and backward on this rank's micro-batches. `items`:
   /// the global batch (ShardItem::index = the item's position in it, tokens = its work);
   /// `terms(i)`: the loss terms of item i. A non-finite micro-batch loss is not back-propagated.
@@ -109,13 +113,16 @@ class DataParallelStep {
   /// Where this rank's step time went since the last take_times(): forward and backward
   /// ("compute"), waiting for the other ranks to finish theirs ("wait"), the gradient all-reduce,
   /// and gradient clipping plus the optimizer step ("update"). Seconds; resets the sums.
+  /// `rank_compute`: every rank's forward+backward seconds (to see an uneven machine).
   struct Times {
     double compute = 0, wait = 0, all_reduce = 0, update = 0;
-    nlohmann::json json() const;
+    std::vector<double> rank_compute;
+    nlohmann::json json() const;  ///< the four shares of this rank's step time
   };
   Times take_times();
 
  private:
+  void update_speeds(const std::vector<double>& gathered, size_t slots);
   Times times_;
   dist::Communicator& comm_;
   train::Optimizer& opt_;
@@ -124,6 +131,9 @@ class DataParallelStep {
   double clip_;
   std::unique_ptr<dist::GradientReducer> reducer_;
   int64_t shard_terms_ = 0;
+  bool balance_by_speed_;
+  std::vector<double> rates_;   // per rank: moving average of tokens per second of compute
+  std::vector<double> speeds_;  // what dist::shard balances by (empty: tokens alone)
 };
 
 /// What a task gives run_epochs: its batches, its loss and its validation.

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 #include <numeric>
-#include <queue>
+#include <cmath>
 
 #include "recur/core/error.h"
 
@@ -200,23 +200,31 @@ int64_t GradientReducer::reduce(int64_t local_tokens) {
 
 // ---- sharding -------------------------------------------------------------------------------
 
-std::vector<Shard> shard(const std::vector<ShardItem>& items, int size) {
+std::vector<Shard> shard(const std::vector<ShardItem>& items, int size, const std::vector<double>& speeds) {
   RECUR_CHECK(size >= 1, "shard: {} ranks", size);
+  RECUR_CHECK(speeds.empty() || speeds.size() == static_cast<size_t>(size), "shard: {} speeds for {} ranks",
+              speeds.size(), size);
+  for (size_t r = 0; r < speeds.size(); ++r)
+    RECUR_CHECK(std::isfinite(speeds[r]) && speeds[r] > 0, "shard: rank {} has speed {}", r, speeds[r]);
   std::vector<size_t> order(items.size());
   std::iota(order.begin(), order.end(), size_t{0});
   for (const ShardItem& it : items)
     RECUR_CHECK(it.tokens >= 0, "shard: item {} has {} tokens", it.index, it.tokens);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return items[a].tokens > items[b].tokens; });
-  // The lightest shard on top; ties go to the lowest rank.
-  using Load = std::pair<int64_t, int>;
-  std::priority_queue<Load, std::vector<Load>, std::greater<Load>> lightest;
-  for (int r = 0; r < size; ++r) lightest.push({0, r});
+  // Each item goes to the rank that would finish it first: the fewest tokens so far, or with
+  // speeds, the least (tokens + the item's) / speed. Ties go to the lowest rank.
+  std::vector<int64_t> load(static_cast<size_t>(size), 0);
   std::vector<std::vector<size_t>> members(static_cast<size_t>(size));
   for (size_t i : order) {
-    auto [load, r] = lightest.top();
-    lightest.pop();
-    members[static_cast<size_t>(r)].push_back(i);
-    lightest.push({load + items[i].tokens, r});
+    size_t best = 0;
+    double best_finish = 0;
+    for (size_t r = 0; r < load.size(); ++r) {
+      const double finish = speeds.empty() ? static_cast<double>(load[r])
+                                           : static_cast<double>(load[r] + items[i].tokens) / speeds[r];
+      if (r == 0 || finish < best_finish) best = r, best_finish = finish;
+    }
+    members[best].push_back(i);
+    load[best] += items[i].tokens;
   }
   std::vector<Shard> out(static_cast<size_t>(size));
   for (size_t r = 0; r < out.size(); ++r) {
@@ -229,9 +237,9 @@ std::vector<Shard> shard(const std::vector<ShardItem>& items, int size) {
   return out;
 }
 
-Shard shard(const std::vector<ShardItem>& items, int rank, int size) {
+Shard shard(const std::vector<ShardItem>& items, int rank, int size, const std::vector<double>& speeds) {
   RECUR_CHECK(rank >= 0 && rank < size, "shard: rank {} of {}", rank, size);
-  return shard(items, size)[static_cast<size_t>(rank)];
+  return shard(items, size, speeds)[static_cast<size_t>(rank)];
 }
 
 // ---- metrics --------------------------------------------------------------------------------

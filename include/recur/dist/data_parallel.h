@@ -135,9 +135,14 @@ struct Shard {
 /// Returns exactly `size` shards, which partition the items; with fewer items than ranks some are
 /// empty (those ranks still call reduce(0)). The largest shard exceeds the smallest by at most the
 /// largest item's tokens.
-std::vector<Shard> shard(const std::vector<ShardItem>& items, int size);
-/// Shard `rank` of shard(items, size).
-Shard shard(const std::vector<ShardItem>& items, int rank, int size);
+///
+/// `speeds` (empty, or one positive number per rank: tokens per second, or any multiple) balances
+/// finishing times instead of tokens: each item goes to the rank r with the least
+/// (tokens so far + its tokens) / speeds[r], so a rank twice as fast takes about twice the tokens.
+/// Every rank must pass the same speeds.
+std::vector<Shard> shard(const std::vector<ShardItem>& items, int size, const std::vector<double>& speeds = {});
+/// Shard `rank` of shard(items, size, speeds).
+Shard shard(const std::vector<ShardItem>& items, int rank, int size, const std::vector<double>& speeds = {});
 
 // ---- metrics --------------------------------------------------------------------------------
 
