@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "recur/nn/module.h"
+#include "recur/train/ema.h"
 #include "recur/train/optimizer.h"
 #include "recur/train/safetensors.h"
 #include "recur/train/schedule.h"
@@ -474,6 +475,67 @@ TEST(Checkpoint, ExactResumeSgdNesterov) {
     return std::make_unique<train::Sgd>(m.named_parameters(),
                                         train::SgdOptions{.momentum = 0.9, .weight_decay = 1e-3, .nesterov = true});
   });
+}
+
+// The moving average of the weights travels in last.safetensors: resuming from it continues the
+// average exactly; files without it are a clear error when one is wanted, and are otherwise fine.
+TEST(Checkpoint, MovingAverageResumesExactly) {
+  TempDir dir;
+  const int64_t k = 6, total = 15;
+  auto run = [](nn::Module& m, train::Optimizer& opt, train::ParamEma& ema, int64_t from, int64_t to) {
+    for (int64_t s = from; s < to; ++s) {
+      train_steps(m, opt, s, s + 1);
+      ema.update();
+    }
+  };
+  TinyModel straight(1, true);
+  train::Adam opt_straight(straight.named_parameters(), train::AdamOptions{});
+  train::ParamEma ema_straight(straight.named_parameters(), 0.8);
+  run(straight, opt_straight, ema_straight, 0, total);
+
+  TinyModel first(1, true);
+  train::Adam opt_first(first.named_parameters(), train::AdamOptions{});
+  train::ParamEma ema_first(first.named_parameters(), 0.8);
+  run(first, opt_first, ema_first, 0, k);
+  const std::string path = dir.file("ema.safetensors");
+  train::save_checkpoint(path, first, &opt_first, json::object(), &ema_first);
+  SafetensorsFile raw = load_safetensors(path);
+  EXPECT_TRUE(raw.tensors.count("ema.weight"));
+  EXPECT_TRUE(raw.tensors.count("ema.proj.weight"));
+  EXPECT_EQ(json::parse(raw.metadata.at("ema"))["updates"], k);
+
+  TinyModel resumed(99, true);
+  train::Adam opt_resumed(resumed.named_parameters(), train::AdamOptions{});
+  train::ParamEma ema_resumed(resumed.named_parameters(), 0.8);
+  train::load_checkpoint(path, resumed, &opt_resumed, &ema_resumed);
+  EXPECT_EQ(ema_resumed.updates(), k);
+  run(resumed, opt_resumed, ema_resumed, k, total);
+  const auto a = ema_straight.state_dict(), b = ema_resumed.state_dict();
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) EXPECT_TRUE(same_bytes(b.at(name), t)) << name;
+  for (const auto& [name, t] : straight.state_dict()) EXPECT_TRUE(same_bytes(resumed.state_dict().at(name), t)) << name;
+
+  // Without an average to restore, its tensors are ignored (e.g. translate loading `last`).
+  TinyModel plain(3, true);
+  EXPECT_NO_THROW(train::load_checkpoint(path, plain, nullptr));
+  EXPECT_TRUE(same_bytes(plain.state_dict().at("weight"), first.state_dict().at("weight")));
+
+  // Asking for one from a file without: an error naming the file and the key, nothing changed.
+  const std::string no_ema = dir.file("no_ema.safetensors");
+  train::save_checkpoint(no_ema, first, &opt_first, json::object());
+  TinyModel c(4, true);
+  train::Adam opt_c(c.named_parameters(), train::AdamOptions{});
+  train::ParamEma ema_c(c.named_parameters(), 0.8);
+  const std::vector<float> before = c.state_dict().at("weight").to_vector();
+  expect_error([&] { train::load_checkpoint(no_ema, c, &opt_c, &ema_c); }, {no_ema, "train.ema_decay"});
+  EXPECT_EQ(c.state_dict().at("weight").to_vector(), before);
+  EXPECT_EQ(opt_c.step_count(), 0);
+
+  // A different decay is reported before the optimizer or the model change.
+  train::ParamEma ema_other(c.named_parameters(), 0.5);
+  expect_error([&] { train::load_checkpoint(path, c, &opt_c, &ema_other); }, {path, "decay 0.8", "configured 0.5"});
+  EXPECT_EQ(opt_c.step_count(), 0);
+  EXPECT_EQ(c.state_dict().at("weight").to_vector(), before);
 }
 
 }  // namespace

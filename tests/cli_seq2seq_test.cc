@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "recur/core/rng.h"
+#include "recur/train/safetensors.h"
 #include "test_util.h"
 
 namespace recur {
@@ -114,6 +116,40 @@ TEST_F(CliSeq2Seq, TrainEvalTranslate) {
                            path("in.txt"));
   ASSERT_EQ(g.status, 0) << g.text;
   EXPECT_EQ(lines_of(g.text).size(), 5u);
+}
+
+// The shared epoch loop with train.ema_decay: after one epoch (which always improves on nothing)
+// best.safetensors holds exactly the moving averages that last.safetensors stores beside the live
+// weights, and eval reads it like any checkpoint.
+TEST_F(CliSeq2Seq, MovingAverageBecomesTheBestCheckpoint) {
+  auto r = test::run_recur("train " + path("rev.yaml") + " --out " + path("ema") +
+                           " --set train.epochs=1 --set train.ema_decay=0.95");
+  ASSERT_EQ(r.status, 0) << r.text;
+  EXPECT_NE(r.text.find("; live weights: "), std::string::npos) << r.text;  // both validated
+  {
+    std::ifstream metrics(path("ema/metrics.jsonl"));
+    bool epoch_row = false;
+    for (std::string line; std::getline(metrics, line);) {
+      const auto row = nlohmann::json::parse(line);
+      if (row.value("kind", "") != "epoch") continue;
+      epoch_row = true;
+      EXPECT_TRUE(row.contains("valid_live")) << line;
+    }
+    EXPECT_TRUE(epoch_row);
+  }
+  SafetensorsFile best = load_safetensors(path("ema/best.safetensors"));
+  SafetensorsFile last = load_safetensors(path("ema/last.safetensors"));
+  ASSERT_TRUE(last.metadata.count("ema"));
+  EXPECT_EQ(nlohmann::json::parse(last.metadata.at("ema")).at("decay"), 0.95);
+  size_t differ = 0;
+  for (auto& [name, t] : best.tensors) {
+    ASSERT_TRUE(last.tensors.count("ema." + name)) << name;
+    EXPECT_EQ(std::memcmp(t.raw(), last.tensors.at("ema." + name).raw(), t.nbytes()), 0) << name;
+    differ += std::memcmp(t.raw(), last.tensors.at(name).raw(), t.nbytes()) != 0;
+  }
+  EXPECT_EQ(differ, best.tensors.size());
+  auto e = test::run_recur("eval " + path("rev.yaml") + " --checkpoint " + path("ema/best.safetensors") + " --json");
+  ASSERT_EQ(e.status, 0) << e.text;
 }
 
 TEST_F(CliSeq2Seq, AlignedFilesAndMismatchedCounts) {

@@ -154,6 +154,16 @@ TEST_F(CliTrain, PredictRejectsACheckpointFromElsewhere) {
   EXPECT_NE(p.text.find("was not written by recur train"), std::string::npos) << p.text;
 }
 
+// The two checkpoints hold the same tensor names with the same bytes.
+void expect_same_tensors(const std::string& a, const std::string& b) {
+  SafetensorsFile fa = load_safetensors(a), fb = load_safetensors(b);
+  ASSERT_EQ(fa.tensors.size(), fb.tensors.size());
+  for (auto& [name, t] : fa.tensors) {
+    ASSERT_TRUE(fb.tensors.count(name)) << name;
+    EXPECT_EQ(std::memcmp(t.raw(), fb.tensors.at(name).raw(), t.nbytes()), 0) << name;
+  }
+}
+
 // Stopping after epoch 2 and resuming to epoch 3 gives bit-identical weights to 3 epochs in one
 // go (constant schedule, so the stopped run's schedule is the same; batches, dropout masks and the
 // optimizer state all follow from the seed, the step and the checkpoint).
@@ -165,12 +175,37 @@ TEST_F(CliTrain, ResumeIsBitIdenticalToAnUninterruptedRun) {
   Out r = recur_cmd("train " + cfg() + common + " --set train.epochs=3 --out " + b + " --resume " + b +
                     "/last.safetensors");
   ASSERT_EQ(r.status, 0) << r.text;
-  SafetensorsFile fa = load_safetensors(a + "/last.safetensors"), fb = load_safetensors(b + "/last.safetensors");
-  ASSERT_EQ(fa.tensors.size(), fb.tensors.size());
-  for (auto& [name, t] : fa.tensors) {
-    ASSERT_TRUE(fb.tensors.count(name)) << name;
-    EXPECT_EQ(std::memcmp(t.raw(), fb.tensors.at(name).raw(), t.nbytes()), 0) << name;
+  expect_same_tensors(a + "/last.safetensors", b + "/last.safetensors");
+}
+
+// train.ema_decay: validation and best.safetensors use the moving average of the weights (after
+// one epoch, which always improves on nothing, best holds exactly the averages stored in last);
+// last keeps the live weights and the averages, and resuming from it is bit-identical.
+TEST_F(CliTrain, MovingAverageIsValidatedKeptAsBestAndResumes) {
+  const std::string common = " --set train.schedule=constant --set train.ema_decay=0.9";
+  const std::string a = (dir_ / "a").string(), b = (dir_ / "b").string();
+  ASSERT_EQ(recur_cmd("train " + cfg() + common + " --set train.epochs=2 --out " + a).status, 0);
+  Out first = recur_cmd("train " + cfg() + common + " --set train.epochs=1 --out " + b);
+  ASSERT_EQ(first.status, 0) << first.text;
+  EXPECT_NE(first.text.find("; live weights: "), std::string::npos) << first.text;
+  SafetensorsFile best = load_safetensors(b + "/best.safetensors"), last = load_safetensors(b + "/last.safetensors");
+  ASSERT_TRUE(last.metadata.count("ema"));
+  size_t compared = 0, differ = 0;
+  for (auto& [name, t] : best.tensors) {
+    ASSERT_TRUE(last.tensors.count("ema." + name)) << name;
+    EXPECT_EQ(std::memcmp(t.raw(), last.tensors.at("ema." + name).raw(), t.nbytes()), 0) << name;
+    differ += std::memcmp(t.raw(), last.tensors.at(name).raw(), t.nbytes()) != 0;
+    ++compared;
   }
+  EXPECT_GT(compared, 0u);
+  EXPECT_EQ(differ, compared) << "the averages must differ from the live weights";
+  Out r = recur_cmd("train " + cfg() + common + " --set train.epochs=2 --out " + b + " --resume " + b +
+                    "/last.safetensors");
+  ASSERT_EQ(r.status, 0) << r.text;
+  expect_same_tensors(a + "/last.safetensors", b + "/last.safetensors");
+  Out bad = recur_cmd("train " + cfg() + " --set train.ema_decay=1 --out " + (dir_ / "c").string());
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.text.find("train.ema_decay"), std::string::npos) << bad.text;
 }
 
 // The forecasting task end to end on a synthetic daily series with a weekly pattern.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "recur/core/cuda.h"
+#include "recur/train/ema.h"
 #include "recur/train/optimizer.h"
 #include "test_util.h"
 
@@ -101,6 +102,35 @@ void run_twins(const std::vector<ParamSpec>& specs, const MakeOpt& make, int ste
 // same launch, and one that gets its first gradient late (its own step count / first step).
 std::vector<ParamSpec> mixed_specs() {
   return {{{64, 130}}, {{7}}, {{3, 5}, DType::F64}, {{4097}}, {{2, 3}, DType::F32, 2}, {{1}}};
+}
+
+// The moving average of the weights on a GPU (one multi-tensor launch) against the CPU loop: the
+// same parameter values each step, averages compared after every update and after a swap.
+TEST(CudaEma, MatchesCpuAndSwaps) {
+  RECUR_REQUIRE_GPU();
+  Twin t = make_twin(mixed_specs(), 11);
+  ParamEma cpu_ema(t.cpu, 0.9), gpu_ema(t.gpu, 0.9);
+  Rng rng(12);
+  for (int s = 0; s < 6; ++s) {
+    for (size_t i = 0; i < t.cpu.size(); ++i) {
+      Tensor v = test::randn(t.cpu[i].second.shape(), rng, 1.0, t.cpu[i].second.value().dtype());
+      t.cpu[i].second.value().copy_from(v);
+      t.gpu[i].second.value().copy_from(v.to(gpu()));
+    }
+    cpu_ema.update();
+    gpu_ema.update();
+    const auto a = cpu_ema.state_dict(), b = gpu_ema.state_dict();
+    for (const auto& [name, avg] : a) {
+      EXPECT_TRUE(b.at(name).device().is_cpu()) << name;
+      EXPECT_ALL_CLOSE(b.at(name), avg, kRtol, kAtol) << name << " after update " << s;
+    }
+  }
+  cpu_ema.swap();
+  gpu_ema.swap();
+  for (size_t i = 0; i < t.cpu.size(); ++i) {
+    EXPECT_EQ(t.gpu[i].second.value().device(), gpu());
+    EXPECT_ALL_CLOSE(t.gpu[i].second.value(), t.cpu[i].second.value(), kRtol, kAtol) << t.cpu[i].first;
+  }
 }
 
 TEST(CudaOptim, SgdPlainMatchesCpu) {

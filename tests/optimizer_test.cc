@@ -11,6 +11,7 @@
 #include <numbers>
 
 #include "recur/core/thread_pool.h"
+#include "recur/train/ema.h"
 #include "recur/train/schedule.h"
 #include "test_util.h"
 
@@ -413,6 +414,106 @@ TEST(Schedule, CosineEndpoints) {
   o.total_steps = 10;
   EXPECT_THROW(lr_at(o, 20), Error);
   EXPECT_THROW(lr_at(LrScheduleOptions{}, -1), Error);
+}
+
+// Moving average of the weights: float parameters (one large enough to be split over the pool, a
+// double one) moved by a few Adam steps; after every step the averages must match the double
+// reference fed with the same parameter values, with TensorFlow's warm-up of the decay.
+TEST(Ema, MatchesDoubleReferenceWithWarmup) {
+  set_num_threads(2);
+  Rng rng(5);
+  NamedParams params = {{"big", Var(test::randn({300, 257}, rng), true, "big")},
+                        {"small", Var(test::randn({7}, rng, 1.0, DType::F64), true, "small")}};
+  Adam opt(params, AdamOptions{.lr = 0.05});
+  ParamEma ema(params, 0.9);
+  EXPECT_DOUBLE_EQ(ema.decay_at(0), 0.1);
+  EXPECT_DOUBLE_EQ(ema.decay_at(8), 0.5);
+  EXPECT_DOUBLE_EQ(ema.decay_at(1000), 0.9);
+  std::vector<std::vector<double>> ref;
+  auto values = [](const Var& v) {
+    std::vector<double> out(static_cast<size_t>(v.value().numel()));
+    for (size_t i = 0; i < out.size(); ++i) out[i] = v.value().item(static_cast<int64_t>(i));
+    return out;
+  };
+  for (const auto& [name, v] : params) ref.push_back(values(v));
+  for (int64_t s = 0; s < 120; ++s) {
+    opt.zero_grad();
+    for (const auto& [name, v] : params) {
+      const int64_t n = v.value().numel();
+      for (int64_t i = 0; i < n; ++i) {
+        const double g = grad_of(v.value().item(i), i, s);
+        if (v.value().dtype() == DType::F32) v.grad().f32()[i] = static_cast<float>(g);
+        else v.grad().data<double>()[i] = g;
+      }
+    }
+    opt.step();
+    const double d = ema.decay_at(ema.updates());
+    ema.update();
+    for (size_t k = 0; k < params.size(); ++k) ema_reference_update(ref[k], values(params[k].second), d);
+  }
+  EXPECT_EQ(ema.updates(), 120);
+  const std::map<std::string, Tensor> avg = ema.state_dict();
+  for (size_t k = 0; k < params.size(); ++k) {
+    const Tensor& a = avg.at(params[k].first);
+    EXPECT_TRUE(a.device().is_cpu());
+    double worst = 0, moved = 0;
+    for (size_t i = 0; i < ref[k].size(); ++i) {
+      worst = std::max(worst, std::abs(a.item(static_cast<int64_t>(i)) - ref[k][i]));
+      moved = std::max(moved, std::abs(ref[k][i] - params[k].second.value().item(static_cast<int64_t>(i))));
+    }
+    EXPECT_LT(worst, a.dtype() == DType::F32 ? 2e-5 : 1e-12) << params[k].first;
+    EXPECT_GT(moved, 1e-3) << params[k].first << ": the average must lag the live weights";
+  }
+}
+
+TEST(Ema, SwapExchangesAndSwapsBack) {
+  Rng rng(6);
+  NamedParams params = {{"w", Var(test::randn({4, 5}, rng), true, "w")}};
+  ParamEma ema(params, 0.5);
+  const std::vector<float> start = params[0].second.value().to_vector();
+  params[0].second.value().fill_(2.0);
+  ema.update();  // d_0 = 0.1: avg = start + 0.9 * (2 - start)
+  const std::vector<float> live = params[0].second.value().to_vector();
+  ema.swap();
+  const std::vector<float> swapped = params[0].second.value().to_vector();
+  for (size_t i = 0; i < start.size(); ++i) EXPECT_FLOAT_EQ(swapped[i], start[i] + 0.9f * (2.0f - start[i]));
+  EXPECT_EQ(ema.state_dict().at("w").to_vector(), live);
+  ema.swap();
+  EXPECT_EQ(params[0].second.value().to_vector(), live);
+  EXPECT_EQ(ema.state_dict().at("w").to_vector(), swapped);
+}
+
+TEST(Ema, BadDecayAndStateAreClearErrors) {
+  Rng rng(7);
+  NamedParams params = {{"w", Var(test::randn({3}, rng), true, "w")}, {"b", Var(test::randn({2}, rng), true, "b")}};
+  EXPECT_THROW(ParamEma(params, 0.0), Error);
+  EXPECT_THROW(ParamEma(params, 1.0), Error);
+  ParamEma ema(params, 0.99);
+  ema.update();
+  std::map<std::string, Tensor> sd = ema.state_dict();
+  const std::vector<float> before = sd.at("w").to_vector();
+  auto message = [&](const std::map<std::string, Tensor>& t, const nlohmann::json& j) {
+    try {
+      ema.load_state_dict(t, j);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  ParamEma other(params, 0.9);
+  EXPECT_NE(message(sd, other.scalars()).find("decay 0.9"), std::string::npos);
+  std::map<std::string, Tensor> missing = sd;
+  missing.erase("b");
+  missing["x"] = Tensor::zeros({2});
+  const std::string m = message(missing, ema.scalars());
+  EXPECT_NE(m.find("missing tensors [b]"), std::string::npos) << m;
+  EXPECT_NE(m.find("unexpected tensors [x]"), std::string::npos) << m;
+  std::map<std::string, Tensor> shape = sd;
+  shape["w"] = Tensor::zeros({4});
+  EXPECT_NE(message(shape, ema.scalars()).find("'w'"), std::string::npos);
+  EXPECT_NE(message(sd, nlohmann::json{{"decay", 0.99}}).find("updates"), std::string::npos);
+  EXPECT_EQ(ema.state_dict().at("w").to_vector(), before);  // failed loads change nothing
+  EXPECT_EQ(ema.updates(), 1);
 }
 
 }  // namespace

@@ -428,6 +428,7 @@ void run_train(const TrainSettings& s) {
   model.to(dev);  // before the optimizer: its slots live beside the parameters
   auto params = model.named_parameters();
   auto opt = make_optimizer(c, params);
+  auto ema = make_ema(c, params);
   const int64_t epochs = c.get_int("train.epochs"), accumulate = c.get_int("train.accumulate");
   RECUR_CHECK(accumulate >= 1 && c.get_int("train.batch") >= 1, "train: train.batch ({}) and train.accumulate ({}) must be at least 1",
               c.get_int("train.batch"), accumulate);
@@ -448,13 +449,14 @@ void run_train(const TrainSettings& s) {
     return m;
   };
   if (!s.resume.empty()) {
-    nlohmann::json m = train::load_checkpoint(s.resume, model, opt.get());
+    nlohmann::json m = train::load_checkpoint(s.resume, model, opt.get(), ema.get());
     start_epoch = m.at("epoch").get<int64_t>() + 1;
     step = m.at("step").get<int64_t>();
     best = m.at("best_score").get<double>();
     log << fmt::format("resumed from {} after epoch {} (step {})\n", s.resume, start_epoch - 1, step);
   }
   dist::broadcast_parameters(params, comm);
+  if (ema && s.resume.empty()) ema = make_ema(c, params);  // start from rank 0's initial weights
   DataParallelStep stepper(comm, *opt, params, accumulate, c.get_float("train.clip"),
                            c.get_string("train.balance") == "speed");
   std::ofstream metrics;
@@ -496,6 +498,7 @@ void run_train(const TrainSettings& s) {
         continue;
       }
       stepper.apply(train::lr_at(so, step));
+      if (ema) ema->update();
       ++step;
       loss_sum += st.loss;
       ++seen;
@@ -523,33 +526,41 @@ void run_train(const TrainSettings& s) {
         // `last` stays the end of the previous epoch (what --resume continues exactly); the
         // interrupted state goes beside it.
         const std::string path = (fs::path(s.out) / "interrupted.safetensors").string();
-        if (lead) train::save_checkpoint(path, model, opt.get(), meta(epoch));
+        if (lead) train::save_checkpoint(path, model, opt.get(), meta(epoch), ema.get());
         log << fmt::format("\ninterrupted at epoch {} step {}: saved {}; resume with --resume {}\n", epoch, step,
                                  path, (fs::path(s.out) / "last.safetensors").string());
         throw Interrupted();
       }
     }
+    const double train_secs = seconds_since(t_epoch);
     // Rank 0 validates; the others take its score, so that every rank stops at the same epoch.
-    Metrics v;
+    // With a moving average the live weights are validated too, for the log.
+    Metrics v, live;
+    if (ema && lead) live = evaluate_split(model, t, false);
+    if (ema) ema->swap();  // validate, and keep as best, the averaged weights
     if (lead) v = evaluate_split(model, t, false);
     const bool improved = track_validation(comm, lead, lead ? v.score(c.get_string("train.metric")) : 0.0, best, bad_epochs);
     const double secs = seconds_since(t_epoch);
     if (tty) log << "\n";
-    log << fmt::format("epoch {} train loss {:.4f} valid {}{} ({:.0f} s)\n", epoch,
-                             loss_sum / static_cast<double>(seen), v.summary(), improved ? " *" : "", secs);
+    log << fmt::format("epoch {} train loss {:.4f} valid {}{}{} ({:.0f} s)\n", epoch,
+                       loss_sum / static_cast<double>(seen), v.summary(), improved ? " *" : "",
+                       ema ? "; live weights: " + live.summary() : std::string(), secs);
     const DataParallelStep::Times times = stepper.take_times();
     nlohmann::json row{{"kind", "epoch"}, {"epoch", epoch}, {"step", step}, {"train_loss", loss_sum / static_cast<double>(seen)},
                        {"valid_loss", v.loss}, {"lr", opt->lr()}, {"seconds", secs},
-                       {"tokens_per_s", static_cast<double>(tokens) / secs},
+                       {"tokens_per_s", static_cast<double>(tokens) / train_secs},
                        {"time_split", times.json()}, {"rank_compute_s", times.rank_compute}};
     if (t.regression) row.update({{"valid_mae", v.mae}, {"valid_naive_mae", v.naive_mae}});
     else row["valid_accuracy"] = v.accuracy;
     if (v.f1 >= 0) row["valid_f1"] = v.f1;
+    if (ema) row["valid_live"] = {{"loss", live.loss}, {"score", live.score(c.get_string("train.metric"))}};
     if (lead) {
       metrics << row.dump() << std::endl;
-      train::save_checkpoint((fs::path(s.out) / "last.safetensors").string(), model, opt.get(), meta(epoch));
       if (improved) train::save_checkpoint((fs::path(s.out) / "best.safetensors").string(), model, nullptr, meta(epoch));
     }
+    if (ema) ema->swap();  // back to the live weights, which training continues from
+    if (lead)
+      train::save_checkpoint((fs::path(s.out) / "last.safetensors").string(), model, opt.get(), meta(epoch), ema.get());
     if (bad_epochs >= c.get_int("train.patience")) {
       log << fmt::format("early stop: no validation improvement for {} epochs\n", bad_epochs);
       break;

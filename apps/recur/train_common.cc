@@ -53,6 +53,10 @@ std::vector<ConfigKey> common_train_keys() {
       {"train.lr", V::Float, "0.002", "peak learning rate", {}},
       {"train.momentum", V::Float, "0.9", "sgd momentum", {}},
       {"train.clip", V::Float, "5.0", "global gradient-norm clip (0: off)", {}},
+      {"train.ema_decay", V::Float, "0",
+       "exponential moving average of the weights, updated after every step (0: off; e.g. 0.999): validation, "
+       "best.safetensors and the final test use the averaged weights",
+       {}},
       {"train.schedule", V::String, "cosine", "learning-rate schedule", {"constant", "step", "cosine"}},
       {"train.seed", V::Int, "1", "seed for initialisation, shuffling and dropout", {}},
       {"train.threads", V::Int, "2", "threads for GEMMs and pointwise loops", {}},
@@ -97,6 +101,12 @@ std::unique_ptr<train::Optimizer> make_optimizer(const Config& c, const train::N
   o.lr = lr;
   o.weight_decay = wd;
   return std::make_unique<train::Adam>(params, o);
+}
+
+std::unique_ptr<train::ParamEma> make_ema(const Config& c, const train::NamedParams& params) {
+  const double decay = c.get_float("train.ema_decay");
+  RECUR_CHECK(decay >= 0 && decay < 1, "config: train.ema_decay must be in [0, 1) (0: off), got {}", decay);
+  return decay > 0 ? std::make_unique<train::ParamEma>(params, decay) : nullptr;
 }
 
 train::LrScheduleOptions schedule_options(const Config& c, int64_t steps_per_epoch, bool cap_warmup) {
@@ -297,6 +307,7 @@ void run_epochs(const Config& c, const EpochsArgs& a, TrainProcess& proc, nn::Mo
   dist::Communicator& comm = *proc.comm;
   const train::NamedParams params = hooks.parameters.empty() ? model.named_parameters() : hooks.parameters;
   auto opt = make_optimizer(c, params);
+  auto ema = make_ema(c, params);
   const int64_t epochs = c.get_int("train.epochs"), accumulate = c.get_int("train.accumulate");
   const int64_t steps_per_epoch = static_cast<int64_t>(hooks.batches(1).size());
   const train::LrScheduleOptions so = schedule_options(c, steps_per_epoch, true);
@@ -312,7 +323,7 @@ void run_epochs(const Config& c, const EpochsArgs& a, TrainProcess& proc, nn::Mo
     return m;
   };
   if (!a.resume.empty()) {
-    const nlohmann::json m = train::load_checkpoint(a.resume, model, opt.get());
+    const nlohmann::json m = train::load_checkpoint(a.resume, model, opt.get(), ema.get());
     start_epoch = m.at("epoch").get<int64_t>() + 1;
     step = m.at("step").get<int64_t>();
     best = m.at("best_score").get<double>();
@@ -321,6 +332,7 @@ void run_epochs(const Config& c, const EpochsArgs& a, TrainProcess& proc, nn::Mo
     log << fmt::format("resumed from {} after epoch {} (step {})\n", a.resume, start_epoch - 1, step);
   }
   dist::broadcast_parameters(params, comm);
+  if (ema && a.resume.empty()) ema = make_ema(c, params);  // start from rank 0's initial weights
   DataParallelStep stepper(comm, *opt, params, accumulate, c.get_float("train.clip"),
                            c.get_string("train.balance") == "speed");
   std::ofstream metrics;
@@ -348,6 +360,7 @@ void run_epochs(const Config& c, const EpochsArgs& a, TrainProcess& proc, nn::Mo
                   st.loss, epoch, step);
       const double time_share = max_minutes > 0 ? std::min(1.0, st.lead_time / (60 * max_minutes)) : 0.0;
       stepper.apply(train::lr_at(so, step, so.kind == train::LrScheduleKind::Cosine ? time_share : 0.0));
+      if (ema) ema->update();
       ++step;
       loss_sum += st.loss;
       ++seen;
@@ -376,33 +389,41 @@ void run_epochs(const Config& c, const EpochsArgs& a, TrainProcess& proc, nn::Mo
       if (st.stop) {
         const std::string path = (fs::path(a.out) / "interrupted.safetensors").string();
         // Resuming from it reruns this epoch from its start (with the weights reached so far).
-        if (proc.lead) train::save_checkpoint(path, model, opt.get(), meta(epoch - 1));
+        if (proc.lead) train::save_checkpoint(path, model, opt.get(), meta(epoch - 1), ema.get());
         log << fmt::format("\ninterrupted at epoch {} step {}: saved {}\n", epoch, step, path);
         std::exit(130);
       }
     }
     model.train(false);
     const double train_secs = seconds_since(t_epoch);
+    // With a moving average, the live weights are validated too (logged, not used): what the
+    // average buys is then visible epoch by epoch.
+    EpochTask::Validation live;
+    if (ema && proc.lead) live = hooks.validate();
+    if (ema) ema->swap();  // validate, and keep as best, the averaged weights
     EpochTask::Validation v;
     if (proc.lead) v = hooks.validate();
     const bool improved = track_validation(comm, proc.lead, v.score, best, bad_epochs);
     if (tty) log << "\n";
-    log << fmt::format("epoch {} train loss {:.4f} valid {}{} ({:.0f} s train, {:.0f} s valid)\n", epoch,
+    log << fmt::format("epoch {} train loss {:.4f} valid {}{}{} ({:.0f} s train, {:.0f} s valid)\n", epoch,
                        loss_sum / static_cast<double>(std::max<int64_t>(1, seen)), v.summary, improved ? " *" : "",
-                       train_secs, seconds_since(t_epoch) - train_secs);
+                       ema ? "; live weights: " + live.summary : std::string(), train_secs,
+                       seconds_since(t_epoch) - train_secs);
     const DataParallelStep::Times times = stepper.take_times();
     if (proc.lead) {
-      metrics << nlohmann::json{{"kind", "epoch"}, {"epoch", epoch}, {"step", step},
-                                {"train_loss", loss_sum / static_cast<double>(std::max<int64_t>(1, seen))},
-                                {"lr", opt->lr()}, {"seconds", seconds_since(t_epoch)},
-                                {"tokens_per_s", static_cast<double>(tokens) / train_secs},
-                                {"time_split", times.json()}, {"rank_compute_s", times.rank_compute},
-                                {"valid", v.json}}
-                     .dump()
-              << std::endl;
-      train::save_checkpoint((fs::path(a.out) / "last.safetensors").string(), model, opt.get(), meta(epoch));
+      nlohmann::json row{{"kind", "epoch"}, {"epoch", epoch}, {"step", step},
+                         {"train_loss", loss_sum / static_cast<double>(std::max<int64_t>(1, seen))},
+                         {"lr", opt->lr()}, {"seconds", seconds_since(t_epoch)},
+                         {"tokens_per_s", static_cast<double>(tokens) / train_secs},
+                         {"time_split", times.json()}, {"rank_compute_s", times.rank_compute},
+                         {"valid", v.json}};
+      if (ema) row["valid_live"] = live.json;
+      metrics << row.dump() << std::endl;
       if (improved) train::save_checkpoint((fs::path(a.out) / "best.safetensors").string(), model, nullptr, meta(epoch));
     }
+    if (ema) ema->swap();  // back to the live weights, which training continues from
+    if (proc.lead)
+      train::save_checkpoint((fs::path(a.out) / "last.safetensors").string(), model, opt.get(), meta(epoch), ema.get());
     if (c.get_int("train.patience") > 0 && bad_epochs >= c.get_int("train.patience")) {
       log << fmt::format("early stop: no validation improvement for {} epochs\n", bad_epochs);
       break;

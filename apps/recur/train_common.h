@@ -15,6 +15,7 @@
 #include "config.h"
 #include "recur/core/tape.h"
 #include "recur/dist/data_parallel.h"
+#include "recur/train/ema.h"
 #include "recur/train/optimizer.h"
 #include "recur/train/schedule.h"
 
@@ -42,6 +43,8 @@ bool apply_train_flags(Config& c, int64_t seed, int threads, const std::string& 
 
 /// train.optimizer (adam | adamw | sgd) with train.lr, train.weight_decay, train.momentum.
 std::unique_ptr<train::Optimizer> make_optimizer(const Config& c, const train::NamedParams& params);
+/// train.ema_decay > 0: a moving average of `params` (null when 0); checks the value is in [0, 1).
+std::unique_ptr<train::ParamEma> make_ema(const Config& c, const train::NamedParams& params);
 /// train.schedule (constant | step | cosine), train.lr and train.warmup_steps over
 /// train.epochs * steps_per_epoch steps (step decay: once an epoch). With `cap_warmup` the warmup
 /// takes at most a tenth of the run, so that a short run still reaches the peak rate and anneals.
@@ -175,10 +178,11 @@ struct EpochsArgs {
 /// train.epochs, train.max_minutes (a cosine schedule anneals by the deadline), train.clip,
 /// train.patience and the warmup-capped schedule; a progress line every train.log_every steps;
 /// after each epoch rank 0 validates, every rank takes its score, and rank 0 writes metrics.jsonl,
-/// last.safetensors (with the optimizer) and best.safetensors. Ctrl-C saves
-/// interrupted.safetensors (resuming reruns that epoch) and exits with status 130. `task_meta`
-/// goes into every checkpoint's metadata beside the config and the counters. Returns after a
-/// barrier, so that every rank can read the checkpoints.
+/// last.safetensors (with the optimizer) and best.safetensors. With train.ema_decay every step also
+/// updates a moving average of the weights (ParamEma), which validation and best.safetensors use;
+/// last.safetensors keeps both. Ctrl-C saves interrupted.safetensors (resuming reruns that epoch)
+/// and exits with status 130. `task_meta` goes into every checkpoint's metadata beside the config
+/// and the counters. Returns after a barrier, so that every rank can read the checkpoints.
 void run_epochs(const Config& c, const EpochsArgs& a, TrainProcess& proc, nn::Module& model,
                 const nlohmann::json& task_meta, EpochTask& task);
 

@@ -221,4 +221,24 @@ void scale_grads(int device, const std::vector<Tensor*>& grads, double coef) {
   RECUR_CUDA_CHECK(kern::scale_multi(dev_table, table.count(), table.chunks, coef, stream(device)));
 }
 
+void ema_update(int device, const std::vector<EmaItem>& items, double weight) {
+  Table table;
+  for (const EmaItem& it : items) {
+    check_float(it.param, device, "parameter");
+    check_tensor(it.avg, device, it.param->dtype(), it.param->numel(), "moving average");
+    kern::OptimTensor r;
+    r.param = it.avg->raw();
+    r.grad = it.param->raw();
+    r.n = it.param->numel();
+    r.f64 = it.param->dtype() == DType::F64 ? 1 : 0;
+    table.add(r);
+  }
+  if (table.rows.empty()) return;
+  OptimScratch& scratch = shared_scratch();
+  std::lock_guard<std::mutex> lock(scratch.mu);
+  DeviceGuard guard(device);
+  const kern::OptimTensor* dev_table = upload(scratch, device, table);
+  RECUR_CUDA_CHECK(kern::ema_multi(dev_table, table.count(), table.chunks, weight, stream(device)));
+}
+
 }  // namespace recur::cuda

@@ -48,4 +48,12 @@ double grad_sum_of_squares(int device, const std::vector<const Tensor*>& grads);
 /// grads *= coef on the device (float tensors by float(coef)), one launch.
 void scale_grads(int device, const std::vector<Tensor*>& grads, double coef);
 
+/// One moving average and its live parameter (same dtype and size, on `device`).
+struct EmaItem {
+  Tensor* avg;
+  const Tensor* param;
+};
+/// avg += weight * (param - avg) for every item, one launch (ParamEma::update on a GPU).
+void ema_update(int device, const std::vector<EmaItem>& items, double weight);
+
 }  // namespace recur::cuda

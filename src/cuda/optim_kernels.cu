@@ -91,6 +91,13 @@ __device__ void scale_range(const OptimTensor& e, int64_t begin, int64_t end, T 
   for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) x[i] *= c;
 }
 
+template <class T>
+__device__ void ema_range(const OptimTensor& e, int64_t begin, int64_t end, T w) {
+  T* avg = static_cast<T*>(e.param);
+  const T* p = static_cast<const T*>(e.grad);
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) avg[i] = avg[i] + w * (p[i] - avg[i]);
+}
+
 // The element range [begin, end) of chunk c inside its tensor.
 __device__ inline void chunk_range(const OptimTensor& e, int64_t c, int64_t* begin, int64_t* end) {
   *begin = (c - e.chunk_begin) * kOptimChunk;
@@ -166,6 +173,18 @@ __global__ void scale_kernel(const OptimTensor* table, int count, int64_t total_
   }
 }
 
+__global__ void ema_kernel(const OptimTensor* table, int count, int64_t total_chunks, double weight) {
+  for (int64_t c = blockIdx.x; c < total_chunks; c += gridDim.x) {
+    const OptimTensor& e = table[owner_of(table, count, c)];
+    int64_t begin = 0, end = 0;
+    chunk_range(e, c, &begin, &end);
+    if (e.f64)
+      ema_range<double>(e, begin, end, weight);
+    else
+      ema_range<float>(e, begin, end, static_cast<float>(weight));
+  }
+}
+
 bool bad_args(const OptimTensor* table, int count, int64_t total_chunks) {
   return table == nullptr || count <= 0 || total_chunks <= 0;
 }
@@ -201,6 +220,12 @@ cudaError_t sumsq_multi(const OptimTensor* table, int count, int64_t total_chunk
 cudaError_t scale_multi(const OptimTensor* table, int count, int64_t total_chunks, double coef, cudaStream_t s) {
   if (bad_args(table, count, total_chunks)) return cudaErrorInvalidValue;
   scale_kernel<<<optim_blocks(total_chunks), kThreads, 0, s>>>(table, count, total_chunks, coef);
+  return cudaGetLastError();
+}
+
+cudaError_t ema_multi(const OptimTensor* table, int count, int64_t total_chunks, double weight, cudaStream_t s) {
+  if (bad_args(table, count, total_chunks)) return cudaErrorInvalidValue;
+  ema_kernel<<<optim_blocks(total_chunks), kThreads, 0, s>>>(table, count, total_chunks, weight);
   return cudaGetLastError();
 }
 

@@ -63,5 +63,8 @@ cudaError_t adam_multi(const OptimTensor* table, int count, int64_t total_chunks
 cudaError_t sumsq_multi(const OptimTensor* table, int count, int64_t total_chunks, double* partials, cudaStream_t s);
 /// Multiplies every `param` tensor of the table by coef (float tensors by float(coef)).
 cudaError_t scale_multi(const OptimTensor* table, int count, int64_t total_chunks, double coef, cudaStream_t s);
+/// Moving averages: param += weight * (grad - param) for every row, `param` being the average and
+/// `grad` the live parameter (float tensors in float arithmetic, as on the CPU).
+cudaError_t ema_multi(const OptimTensor* table, int count, int64_t total_chunks, double weight, cudaStream_t s);
 
 }  // namespace recur::kern

@@ -22,17 +22,21 @@ json parse_metadata_json(const SafetensorsFile& file, const std::string& key, co
 }  // namespace
 
 void save_checkpoint(const std::string& path, const nn::Module& module, const Optimizer* optimizer,
-                     const json& config) {
+                     const json& config, const ParamEma* ema) {
   std::map<std::string, Tensor> tensors = module.state_dict();
   for (const auto& [name, t] : tensors)
-    RECUR_CHECK(name.rfind(kOptimizerPrefix, 0) != 0,
-                "save_checkpoint '{}': parameter '{}' collides with the reserved prefix '{}'", path, name,
-                kOptimizerPrefix);
+    for (const char* reserved : {kOptimizerPrefix, kEmaPrefix})
+      RECUR_CHECK(name.rfind(reserved, 0) != 0,
+                  "save_checkpoint '{}': parameter '{}' collides with the reserved prefix '{}'", path, name, reserved);
   json metadata = {{"format", kFormat}, {"config", config.dump()}};
   if (optimizer) {
     OptimizerState st = optimizer->state_dict();
     for (auto& [key, t] : st.slots) tensors.emplace(kOptimizerPrefix + key, std::move(t));
     metadata["optimizer"] = st.scalars.dump();
+  }
+  if (ema) {
+    for (auto& [name, t] : ema->state_dict()) tensors.emplace(kEmaPrefix + name, std::move(t));
+    metadata["ema"] = ema->scalars().dump();
   }
   save_safetensors(path, tensors, metadata);
 }
@@ -42,15 +46,17 @@ json read_checkpoint_config(const std::string& path) {
   return file.metadata.count("config") ? parse_metadata_json(file, "config", path) : json::object();
 }
 
-json load_checkpoint(const std::string& path, nn::Module& module, Optimizer* optimizer) {
+json load_checkpoint(const std::string& path, nn::Module& module, Optimizer* optimizer, ParamEma* ema) {
   SafetensorsFile file = load_safetensors(path);
 
-  std::map<std::string, Tensor> model;
+  std::map<std::string, Tensor> model, averages;
   OptimizerState opt_state;
-  const std::string prefix = kOptimizerPrefix;
+  const std::string prefix = kOptimizerPrefix, ema_prefix = kEmaPrefix;
   for (auto& [name, t] : file.tensors) {
     if (name.rfind(prefix, 0) == 0)
       opt_state.slots.emplace(name.substr(prefix.size()), std::move(t));
+    else if (name.rfind(ema_prefix, 0) == 0)
+      averages.emplace(name.substr(ema_prefix.size()), std::move(t));
     else
       model.emplace(name, std::move(t));
   }
@@ -79,6 +85,17 @@ json load_checkpoint(const std::string& path, nn::Module& module, Optimizer* opt
   RECUR_CHECK(missing.empty() && unexpected.empty(), "checkpoint '{}': missing tensors [{}]; unexpected tensors [{}]",
               path, fmt::join(missing, ", "), fmt::join(unexpected, ", "));
 
+  json ema_scalars;
+  if (ema) {
+    RECUR_CHECK(file.metadata.count("ema"),
+                "checkpoint '{}': has no moving average of the weights (it was saved without train.ema_decay)", path);
+    ema_scalars = parse_metadata_json(file, "ema", path);
+    try {
+      ema->check_state_dict(averages, ema_scalars);
+    } catch (const Error& e) {
+      throw Error(fmt::format("checkpoint '{}': {}", path, e.what()));
+    }
+  }
   if (optimizer) {
     RECUR_CHECK(file.metadata.count("optimizer"),
                 "checkpoint '{}': has no optimizer state (it was saved without an optimizer)", path);
@@ -89,6 +106,7 @@ json load_checkpoint(const std::string& path, nn::Module& module, Optimizer* opt
       throw Error(fmt::format("checkpoint '{}': {}", path, e.what()));
     }
   }
+  if (ema) ema->load_state_dict(averages, ema_scalars);
   module.load_state_dict(model);
   return config;
 }
