@@ -150,21 +150,39 @@ void copy_blocks(float* dst, int64_t dst_stride, const float* src, int64_t src_s
 }
 
 // The mask is uniform_at(seed, i) < p (rng.h) in its integer form, so that the loops vectorise.
+namespace {
+
+// The dropout mask of elements first..first+n-1 applied to x: y = kept ? x * scale : 0, or
+// y += that. Restrict-qualified and branch-free, so that the hash of each index and the select
+// vectorise (a captured lambda over the caller's pointers did neither); the mask, and so every
+// value, is the same as element-by-element uniform_bits_at.
+template <bool kAccumulate>
+void dropout_range(float* __restrict y, const float* __restrict x, int64_t n, uint64_t first, float scale,
+                   uint64_t below, uint64_t seed) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = uniform_bits_at(seed, first + static_cast<uint64_t>(i)) < below ? 0.0f : x[i] * scale;
+    if constexpr (kAccumulate)
+      y[i] += v;
+    else
+      y[i] = v;
+  }
+}
+
+}  // namespace
+
 void dropout_forward(float* y, const float* x, int64_t n, float p, uint64_t seed) {
   const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
   const uint64_t below = below_threshold(p);
-  thread_pool().parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i)
-      y[i] = uniform_bits_at(seed, static_cast<uint64_t>(i)) < below ? 0.0f : x[i] * keep_scale;
+  thread_pool().parallel_for(n, kGrain, [=](int64_t b, int64_t e) {
+    dropout_range<false>(y + b, x + b, e - b, static_cast<uint64_t>(b), keep_scale, below, seed);
   });
 }
 
 void dropout_backward(float* dx, const float* dy, int64_t n, float p, uint64_t seed) {
   const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
   const uint64_t below = below_threshold(p);
-  thread_pool().parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i)
-      dx[i] += uniform_bits_at(seed, static_cast<uint64_t>(i)) < below ? 0.0f : dy[i] * keep_scale;
+  thread_pool().parallel_for(n, kGrain, [=](int64_t b, int64_t e) {
+    dropout_range<true>(dx + b, dy + b, e - b, static_cast<uint64_t>(b), keep_scale, below, seed);
   });
 }
 

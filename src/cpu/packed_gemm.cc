@@ -88,23 +88,50 @@ constexpr TileFn kTiles[kMR + 1] = {nullptr,         micro_tile<1>, micro_tile<2
 
 }  // namespace
 
+float* PackedB::reshape(int64_t rows, int64_t cols) {
+  k = rows;
+  n = cols;
+  const size_t need = static_cast<size_t>(panels() * k * 32);
+  if (need > capacity) {
+    data.reset(new float[need]);
+    capacity = need;
+  }
+  return data.get();
+}
+
+// pack_b_transposed fills a panel in blocks of kPackRows rows of 32 floats (2 KB, which stays in
+// L1 while the 32 source rows are read across it); both packers write the zero padding of a last,
+// narrower panel themselves.
+constexpr int64_t kPackRows = 16;
+
 void pack_b_transposed(PackedB* out, const float* src, int64_t ld, int64_t k, int64_t n) {
-  out->k = k;
-  out->n = n;
-  out->data.assign(static_cast<size_t>(out->panels() * k * 32), 0.0f);
-  for (int64_t c = 0; c < n; ++c) {
-    float* dst = out->data.data() + (c / 32) * k * 32 + (c % 32);
-    const float* s = src + c * ld;
-    for (int64_t kk = 0; kk < k; ++kk) dst[kk * 32] = s[kk];
+  float* base = out->reshape(k, n);
+  for (int64_t p = 0; p < out->panels(); ++p) {
+    const int64_t c0 = p * 32, nc = std::min<int64_t>(32, n - c0);
+    float* panel = base + p * k * 32;
+    for (int64_t k0 = 0; k0 < k; k0 += kPackRows) {
+      const int64_t kb = std::min(kPackRows, k - k0);
+      float* dst = panel + k0 * 32;
+      for (int64_t j = 0; j < nc; ++j) {
+        const float* s = src + (c0 + j) * ld + k0;  // row c0 + j of src holds column c0 + j of B
+        for (int64_t t = 0; t < kb; ++t) dst[t * 32 + j] = s[t];
+      }
+      if (nc < 32)
+        for (int64_t t = 0; t < kb; ++t) std::memset(dst + t * 32 + nc, 0, static_cast<size_t>(32 - nc) * sizeof(float));
+    }
   }
 }
 
 void pack_b(PackedB* out, const float* src, int64_t ld, int64_t k, int64_t n) {
-  out->k = k;
-  out->n = n;
-  out->data.assign(static_cast<size_t>(out->panels() * k * 32), 0.0f);
-  for (int64_t kk = 0; kk < k; ++kk)
-    for (int64_t c = 0; c < n; ++c) out->data[static_cast<size_t>((c / 32) * k * 32 + kk * 32 + (c % 32))] = src[kk * ld + c];
+  float* base = out->reshape(k, n);
+  for (int64_t p = 0; p < out->panels(); ++p) {
+    const int64_t c0 = p * 32, nc = std::min<int64_t>(32, n - c0);
+    float* panel = base + p * k * 32;
+    for (int64_t kk = 0; kk < k; ++kk) {
+      std::memcpy(panel + kk * 32, src + kk * ld + c0, static_cast<size_t>(nc) * sizeof(float));
+      if (nc < 32) std::memset(panel + kk * 32 + nc, 0, static_cast<size_t>(32 - nc) * sizeof(float));
+    }
+  }
 }
 
 void gemm_packed(int64_t m, const float* a, int64_t lda, const PackedB& b, float* c, int64_t ldc, bool accumulate) {

@@ -4,16 +4,22 @@
 // RNN (B = the same slice of W_hh at every step, m = the batch) costs about a sixth of the time;
 // packing it once per layer call and keeping it in the core's cache removes that.
 #include <cstdint>
-#include <vector>
+#include <memory>
 
 namespace recur::cpu {
 
 /// B (k x n) packed in panels of 32 columns, each panel k rows of 32 floats, zero-padded.
 struct PackedB {
   int64_t k = 0, n = 0;
-  std::vector<float> data;
   int64_t panels() const { return (n + 31) / 32; }
-  const float* panel(int64_t p) const { return data.data() + p * k * 32; }
+  const float* panel(int64_t p) const { return data.get() + p * k * 32; }
+  /// Sets the shape and returns room for panels() * k * 32 floats (reused when large enough; not
+  /// zeroed: the pack functions write every element, padding included).
+  float* reshape(int64_t rows, int64_t cols);
+
+ private:
+  std::unique_ptr<float[]> data;
+  size_t capacity = 0;
 };
 
 /// Packs B(kk, c) = src[c * ld + kk] (B is the transpose of the row-major src, e.g. rows of W).
