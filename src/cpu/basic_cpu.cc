@@ -154,17 +154,19 @@ namespace {
 
 // The dropout mask of elements first..first+n-1 applied to x: y = kept ? x * scale : 0, or
 // y += that. Restrict-qualified and branch-free, so that the hash of each index and the select
-// vectorise (a captured lambda over the caller's pointers did neither); the mask, and so every
-// value, is the same as element-by-element uniform_bits_at.
+// vectorise (a captured lambda over the caller's pointers did neither); the mask is the same as
+// element-by-element uniform_bits_at.
+// The accumulating form is written as an explicit fused multiply-add, so that the vector body and
+// the scalar remainder round alike (whatever the thread count's chunk boundaries).
 template <bool kAccumulate>
 void dropout_range(float* __restrict y, const float* __restrict x, int64_t n, uint64_t first, float scale,
                    uint64_t below, uint64_t seed) {
   for (int64_t i = 0; i < n; ++i) {
-    const float v = uniform_bits_at(seed, first + static_cast<uint64_t>(i)) < below ? 0.0f : x[i] * scale;
+    const bool drop = uniform_bits_at(seed, first + static_cast<uint64_t>(i)) < below;
     if constexpr (kAccumulate)
-      y[i] += v;
+      y[i] = drop ? y[i] + 0.0f : std::fma(x[i], scale, y[i]);
     else
-      y[i] = v;
+      y[i] = drop ? 0.0f : x[i] * scale;
   }
 }
 
