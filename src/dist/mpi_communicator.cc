@@ -1,7 +1,8 @@
 // The MPI communicator (built when CMake finds MPI; mpi_stub.cc otherwise).
 //
-// Every collective is a non-blocking MPI call (MPI_Iallreduce, MPI_Ibcast, ...) completed by
-// polling in detail::wait_for, so that a wait can (1) answer peers asking what this rank is doing,
+// Every wait for peers is a non-blocking MPI call (MPI_Ibarrier, MPI_Ibcast, ...) completed by
+// polling in detail::wait_for (all-reduce moves its data with a blocking call once a barrier has
+// shown that every rank is there), so that a wait can (1) answer peers asking what this rank is doing,
 // (2) notice that a peer process on this machine has exited, and (3) give up after the timeout
 // with a message naming the ranks that did not arrive. MPI errors are returned (MPI_ERRORS_RETURN)
 // and turned into recur::Error; after any fault the process ends the job with MPI_Abort at exit
@@ -453,15 +454,26 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(Tensor& t, ReduceOp op, 
   // GPU tensors are staged through the host (NCCL is the fast path for them).
   Tensor buffer = t.device().is_cpu() ? t : t.cpu();
   detail::scale_tensor(buffer, scale * (op == ReduceOp::Avg ? 1.0 / size_ : 1.0));
-  auto work = std::make_unique<MpiWork>(this, next_op(detail::OpKind::AllReduce, static_cast<int64_t>(t.nbytes())), buffer,
-                                        t.device().is_cpu() ? Tensor() : t);
+  const detail::OpState state = next_op(detail::OpKind::AllReduce, static_cast<int64_t>(t.nbytes()));
+  auto work = std::make_unique<MpiWork>(this, state, buffer, t.device().is_cpu() ? Tensor() : t);
+  // Gated blocking all-reduce. OpenMPI's non-blocking MPI_Iallreduce (libnbc) took 12-15 ms for
+  // 18 MB between two ranks on one machine, its tuned blocking MPI_Allreduce 3.5-5 ms
+  // (bench/mpi_allreduce.c, docs/BENCHMARKS.md). A blocking call cannot time out or notice a dead
+  // peer, so every rank first waits in a non-blocking barrier under the usual timeout and peer
+  // checks; once it completes, every rank has reached this all-reduce and the blocking calls only
+  // move data. The work is complete on return (wait() copies a GPU tensor back).
+  std::vector<MPI_Request> gate(1);
+  RECUR_MPI_CHECK(MPI_Ibarrier(comm_, gate.data()));
+  wait_requests(gate, state);
   const size_t esize = dtype_size(t.dtype());
   for (int64_t off = 0; off < buffer.numel(); off += kMaxCount) {
     const int count = static_cast<int>(std::min(kMaxCount, buffer.numel() - off));
-    MPI_Request req;
-    RECUR_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, static_cast<char*>(buffer.raw()) + off * static_cast<int64_t>(esize),
-                                   count, mpi_type(t.dtype()), MPI_SUM, comm_, &req));
-    work->requests.push_back(req);
+    const int rc = MPI_Allreduce(MPI_IN_PLACE, static_cast<char*>(buffer.raw()) + off * static_cast<int64_t>(esize),
+                                 count, mpi_type(t.dtype()), MPI_SUM, comm_);
+    if (rc != MPI_SUCCESS) {
+      broken_ = fmt::format("{} failed", detail::describe(state));
+      fail_mpi(rc, __FILE__, __LINE__, "MPI_Allreduce");
+    }
   }
   return work;
 }

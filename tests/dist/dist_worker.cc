@@ -75,6 +75,13 @@ void collectives(dist::Communicator& c) {
   WORKER_CHECK(big.item(0) == n && big.item((3 << 20) - 1) == n, "big sum = {}", big.item(0));
   WORKER_CHECK(small.item(6) == 2.0 * n, "small sum = {}", small.item(6));
 
+  // A latecomer: the others wait for it in the all-reduce's gate (past its first second of
+  // spinning, into the sleeping polls) and the sum is still right.
+  if (r == n - 1) usleep(1300 * 1000);
+  Tensor late = Tensor::full({1000}, r + 1.0);
+  c.all_reduce(late);
+  WORKER_CHECK(late.item(999) == ranks_sum + n, "late sum = {}", late.item(999));
+
   Tensor b = Tensor::full({2, 2}, 10.0 * r);
   c.broadcast(b, 1);
   WORKER_CHECK(b.item(3) == 10.0, "broadcast = {}", b.item(3));
