@@ -1,8 +1,11 @@
 // dist::plan_buckets / pack_bucket / unpack_bucket: fusion buckets in reverse registration order,
-// capped in bytes, and a lossless round trip of every tensor.
+// capped in bytes, and a lossless round trip of every tensor; nonzero_rows (the row-sparse
+// reduction's scan) against a naive reference.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "recur/core/rng.h"
 #include "recur/dist/data_parallel.h"
@@ -118,6 +121,69 @@ TEST(DistBucket, UndefinedTensorsPackAsZerosAndSizesAreChecked) {
   Tensor small({4});
   EXPECT_THROW(dist::pack_bucket(small, plan[0], src), Error);
   EXPECT_THROW(dist::unpack_bucket({Tensor({3}), Tensor({5}), Tensor({2})}, plan[0], flat), Error);
+}
+
+TEST(DistBucket, AloneTensorsGetABucketOfTheirOwn) {
+  const std::vector<int64_t> numels{3, 4, 5, 6, 7};
+  const auto plan = dist::plan_buckets(numels, 1 << 20, 4, {false, false, true, false, false});
+  // Reverse order: {4, 3} share one bucket, 2 stands alone, {1, 0} share the last.
+  ASSERT_EQ(plan.size(), 3u);
+  ASSERT_EQ(plan[0].slots.size(), 2u);
+  EXPECT_EQ(plan[0].slots[0].param, 4);
+  ASSERT_EQ(plan[1].slots.size(), 1u);
+  EXPECT_EQ(plan[1].slots[0].param, 2);
+  EXPECT_EQ(plan[1].numel, 5);
+  ASSERT_EQ(plan[2].slots.size(), 2u);
+  EXPECT_EQ(plan[2].slots[1].param, 0);
+  // First and last alone; and the flags are checked.
+  const auto ends = dist::plan_buckets(numels, 1 << 20, 4, {true, false, false, false, true});
+  ASSERT_EQ(ends.size(), 3u);
+  EXPECT_EQ(ends[0].slots.size(), 1u);
+  EXPECT_EQ(ends[1].slots.size(), 3u);
+  EXPECT_EQ(ends[2].slots.size(), 1u);
+  EXPECT_EQ(ends[2].slots[0].param, 0);
+  EXPECT_THROW(dist::plan_buckets(numels, 1 << 20, 4, {true}), Error);
+}
+
+// The reference: a row counts when some value compares unequal to zero (NaN does).
+std::vector<int64_t> naive_nonzero_rows(const Tensor& t) {
+  std::vector<int64_t> out;
+  const int64_t rows = t.dim(0), cols = t.numel() / rows;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const double v = t.dtype() == DType::F64 ? t.data<double>()[r * cols + c] : t.f32()[r * cols + c];
+      if (!(v == 0)) {
+        out.push_back(r);
+        break;
+      }
+    }
+  return out;
+}
+
+TEST(DistBucket, NonzeroRowsMatchesTheNaiveScan) {
+  Rng rng(23);
+  for (DType dt : {DType::F32, DType::F64}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      const int64_t rows = 1 + static_cast<int64_t>(rng.below(60)), cols = 1 + static_cast<int64_t>(rng.below(70));
+      Tensor t = Tensor::zeros({rows, cols}, dt);
+      for (int64_t k = 0; k < rows * cols / 7; ++k) {
+        const int64_t i = static_cast<int64_t>(rng.below(static_cast<uint64_t>(rows * cols)));
+        // Plain values, tiny ones, -0 (not a value), NaN and Inf (values).
+        const double choices[] = {rng.normal(), 1e-42, -0.0, std::numeric_limits<double>::quiet_NaN(),
+                                  -std::numeric_limits<double>::infinity()};
+        const double v = choices[rng.below(5)];
+        if (dt == DType::F64) t.data<double>()[i] = v;
+        else t.f32()[i] = static_cast<float>(v);
+      }
+      EXPECT_EQ(dist::nonzero_rows(t), naive_nonzero_rows(t)) << dtype_name(dt) << " " << t.shape_str();
+    }
+  }
+  Tensor z = Tensor::full({4, 3}, -0.0);
+  EXPECT_TRUE(dist::nonzero_rows(z).empty());
+  z.f32()[11] = 1e-45f;  // the smallest denormal is a value
+  EXPECT_EQ(dist::nonzero_rows(z), (std::vector<int64_t>{3}));
+  EXPECT_EQ(dist::nonzero_rows(Tensor::full({5}, 2.0)), (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  EXPECT_THROW(dist::nonzero_rows(Tensor::zeros({2, 2}, DType::I32)), Error);
 }
 
 }  // namespace

@@ -68,6 +68,10 @@ TEST(DistMpi, ReducerEqualsSingleProcessGradient) {
       EXPECT_TRUE(contains(r.output, fmt::format("reducer ok rank {}", rank))) << r.output;
     // The empty-shard case ran (batch of np - 1 sequences: the last rank had none).
     EXPECT_TRUE(contains(r.output, fmt::format("rank {}: batch {} shard 0 tokens", np - 1, np - 1))) << r.output;
+    // The row-sparse case sent only the touched rows (0..np, 20, 22, ..., and the NaN in row 30: 2 np + 2
+    // of 40, 3 values each) and the 5 biases.
+    EXPECT_TRUE(contains(r.output, fmt::format("rank 0: sparse table sent {} of 125 elements", 3 * (2 * np + 2) + 5)))
+        << r.output;
   }
 }
 

@@ -3,8 +3,9 @@
 #include "recur/dist/data_parallel.h"
 
 #include <algorithm>
-#include <numeric>
 #include <cmath>
+#include <cstdint>
+#include <numeric>
 
 #include "recur/core/error.h"
 
@@ -75,21 +76,79 @@ std::vector<int64_t> numels_of(const NamedParams& params) {
 // ---- buckets --------------------------------------------------------------------------------
 
 std::vector<Bucket> plan_buckets(const std::vector<int64_t>& numels, int64_t bucket_bytes, int64_t element_bytes) {
+  return plan_buckets(numels, bucket_bytes, element_bytes, {});
+}
+
+std::vector<Bucket> plan_buckets(const std::vector<int64_t>& numels, int64_t bucket_bytes, int64_t element_bytes,
+                                 const std::vector<bool>& alone) {
   RECUR_CHECK(bucket_bytes > 0 && element_bytes > 0, "plan_buckets: bucket_bytes {} and element_bytes {} must be > 0",
               bucket_bytes, element_bytes);
+  RECUR_CHECK(alone.empty() || alone.size() == numels.size(), "plan_buckets: {} 'alone' flags for {} tensors",
+              alone.size(), numels.size());
   std::vector<Bucket> out;
   Bucket cur;
   for (int64_t i = static_cast<int64_t>(numels.size()) - 1; i >= 0; --i) {
     const int64_t n = numels[static_cast<size_t>(i)];
     RECUR_CHECK(n >= 0, "plan_buckets: tensor {} has {} elements", i, n);
-    if (!cur.slots.empty() && (cur.numel + n) * element_bytes > bucket_bytes) {
+    const bool own = !alone.empty() && alone[static_cast<size_t>(i)];
+    if (!cur.slots.empty() && (own || (cur.numel + n) * element_bytes > bucket_bytes)) {
       out.push_back(std::move(cur));
       cur = Bucket{};
     }
     cur.slots.push_back(BucketSlot{i, cur.numel, n});
     cur.numel += n;
+    if (own) {
+      out.push_back(std::move(cur));
+      cur = Bucket{};
+    }
   }
   if (!cur.slots.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+namespace {
+
+// Rows of `cols` values, as unsigned words of the same width: a row is nonzero when some word has
+// a bit set other than the sign bit. Written so that the inner loop vectorises.
+template <typename Word>
+void mark_nonzero_rows(const Word* w, int64_t rows, int64_t cols, std::vector<int64_t>& out) {
+  constexpr Word kMagnitude = static_cast<Word>(~Word{0}) >> 1;
+  for (int64_t r = 0; r < rows; ++r) {
+    const Word* row = w + r * cols;
+    Word any = 0;
+    for (int64_t c = 0; c < cols; ++c) any |= row[c] & kMagnitude;
+    if (any) out.push_back(r);
+  }
+}
+
+int64_t row_width(const Tensor& t) { return t.ndim() == 0 || t.dim(0) == 0 ? 0 : t.numel() / t.dim(0); }
+
+// Copies rows `idx` of `table` (rows x cols) into consecutive rows of `packed`, or back (to_table).
+template <typename T>
+void move_rows(T* table, T* packed, const std::vector<int64_t>& idx, int64_t cols, bool to_table) {
+  for (size_t k = 0; k < idx.size(); ++k) {
+    T* t = table + idx[k] * cols;
+    T* p = packed + static_cast<int64_t>(k) * cols;
+    if (to_table) std::copy(p, p + cols, t);
+    else std::copy(t, t + cols, p);
+  }
+}
+
+void move_rows(Tensor& table, Tensor& packed, const std::vector<int64_t>& idx, bool to_table) {
+  const int64_t cols = row_width(table);
+  if (table.dtype() == DType::F64) move_rows(table.data<double>(), packed.data<double>(), idx, cols, to_table);
+  else move_rows(table.f32(), packed.f32(), idx, cols, to_table);
+}
+
+}  // namespace
+
+std::vector<int64_t> nonzero_rows(const Tensor& t) {
+  RECUR_CHECK(t.device().is_cpu() && (t.dtype() == DType::F32 || t.dtype() == DType::F64) && t.ndim() >= 1,
+              "nonzero_rows: expected a CPU F32 or F64 tensor of at least one dimension, got {} {} on {}",
+              dtype_name(t.dtype()), t.shape_str(), t.device().str());
+  std::vector<int64_t> out;  // tensors are contiguous (tensor.h)
+  if (t.dtype() == DType::F64) mark_nonzero_rows(static_cast<const uint64_t*>(t.raw()), t.dim(0), row_width(t), out);
+  else mark_nonzero_rows(static_cast<const uint32_t*>(t.raw()), t.dim(0), row_width(t), out);
   return out;
 }
 
@@ -147,8 +206,17 @@ void broadcast_parameters(const NamedParams& params, Communicator& comm, int roo
 GradientReducer::GradientReducer(NamedParams params, Communicator& comm, const ReducerOptions& options)
     : params_(std::move(params)), comm_(comm), options_(options) {
   RECUR_CHECK(options_.bucket_bytes > 0, "GradientReducer: bucket_bytes {} must be > 0", options_.bucket_bytes);
+  RECUR_CHECK(options_.sparse_max_fraction >= 0 && options_.sparse_max_fraction <= 1 && options_.sparse_min_rows >= 1,
+              "GradientReducer: sparse_max_fraction {} must be in [0, 1] and sparse_min_rows {} at least 1",
+              options_.sparse_max_fraction, options_.sparse_min_rows);
   const Layout l = common_layout(params_, "GradientReducer");
-  buckets_ = plan_buckets(numels_of(params_), options_.bucket_bytes, static_cast<int64_t>(dtype_size(l.dtype)));
+  std::vector<bool> alone;
+  for (const auto& p : params_)
+    alone.push_back(options_.sparse_max_fraction > 0 && p.second.value().ndim() >= 1 &&
+                    p.second.value().dim(0) >= options_.sparse_min_rows);
+  buckets_ = plan_buckets(numels_of(params_), options_.bucket_bytes, static_cast<int64_t>(dtype_size(l.dtype)), alone);
+  for (const Bucket& b : buckets_)
+    candidate_.push_back(b.slots.size() == 1 && alone[static_cast<size_t>(b.slots.front().param)]);
   check_same_parameters(params_, comm_, 0, "GradientReducer");
 }
 
@@ -187,14 +255,71 @@ int64_t GradientReducer::reduce(int64_t local_tokens) {
   if (comm_.size() == 1) return total;  // weight n/N = 1: the gradient already is the mean
   ensure_buffers();
   const double weight = static_cast<double>(local_tokens) / static_cast<double>(total);
-  std::vector<std::unique_ptr<Work>> works;
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    // A rank without tokens sends exact zeros: its gradients are never read (they may be stale).
-    if (local_tokens == 0) flats_[b].zero_();
-    works.push_back(comm_.all_reduce_async(flats_[b], ReduceOp::Sum, weight));
-    for (auto& w : works) w->test();  // let earlier buckets progress while the next one starts
+  // A rank without tokens sends exact zeros: its gradients are never read (they may be stale).
+  if (local_tokens == 0)
+    for (Tensor& f : flats_) f.zero_();
+  // Row-sparse candidates (CPU only): which rows hold gradient on some rank? One all-reduce of a
+  // 0/1 flag per row for all candidates together; the counts are exact in float, so every rank
+  // takes the same decisions from them.
+  std::vector<std::vector<int64_t>> union_rows(buckets_.size());
+  std::vector<bool> sparse(buckets_.size(), false);
+  if (flats_.empty() || flats_.front().device().is_cpu()) {
+    int64_t flag_count = 0;
+    for (size_t b = 0; b < buckets_.size(); ++b)
+      if (candidate_[b]) flag_count += params_[static_cast<size_t>(buckets_[b].slots.front().param)].second.value().dim(0);
+    if (flag_count > 0) {
+      Tensor flags = Tensor::zeros({flag_count});
+      int64_t at = 0;
+      for (size_t b = 0; b < buckets_.size(); ++b) {
+        if (!candidate_[b]) continue;
+        const Var& p = params_[static_cast<size_t>(buckets_[b].slots.front().param)].second;
+        const Tensor table = flats_[b].view(p.shape());
+        for (int64_t r : nonzero_rows(table)) flags.f32()[at + r] = 1.0f;
+        at += p.shape()[0];
+      }
+      comm_.all_reduce(flags);
+      at = 0;
+      for (size_t b = 0; b < buckets_.size(); ++b) {
+        if (!candidate_[b]) continue;
+        const int64_t rows = params_[static_cast<size_t>(buckets_[b].slots.front().param)].second.value().dim(0);
+        for (int64_t r = 0; r < rows; ++r)
+          if (flags.f32()[at + r] > 0) union_rows[b].push_back(r);
+        at += rows;
+        sparse[b] = static_cast<double>(union_rows[b].size()) <= options_.sparse_max_fraction * static_cast<double>(rows);
+      }
+    }
   }
-  for (auto& w : works) w->wait();  // the gradients are views of the buffers: nothing to unpack
+  last_elements_ = last_sparse_tensors_ = 0;
+  std::vector<std::unique_ptr<Work>> works;
+  std::vector<Tensor> packed(buckets_.size());  // the rows sent for a sparse bucket
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    Tensor* send = &flats_[b];
+    if (sparse[b]) {
+      const Var& p = params_[static_cast<size_t>(buckets_[b].slots.front().param)].second;
+      Tensor table = flats_[b].view(p.shape());
+      const int64_t cols = row_width(table);
+      packed[b] = Tensor({static_cast<int64_t>(union_rows[b].size()) * cols}, flats_[b].dtype());
+      move_rows(table, packed[b], union_rows[b], false);
+      send = &packed[b];
+      ++last_sparse_tensors_;
+    }
+    last_elements_ += send->numel();
+    if (send->numel() == 0) {  // nothing touched anywhere: the zeros are already the sum
+      works.push_back(nullptr);
+      continue;
+    }
+    works.push_back(comm_.all_reduce_async(*send, ReduceOp::Sum, weight));
+    for (auto& w : works)
+      if (w) w->test();  // let earlier buckets progress while the next one starts
+  }
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    if (works[b]) works[b]->wait();  // dense gradients are views of the buffers: nothing to unpack
+    if (!sparse[b]) continue;
+    // Rows outside the union are zero here already (zero on every rank, this one included).
+    const Var& p = params_[static_cast<size_t>(buckets_[b].slots.front().param)].second;
+    Tensor table = flats_[b].view(p.shape());
+    move_rows(table, packed[b], union_rows[b], true);
+  }
   return total;
 }
 

@@ -3,7 +3,7 @@
 // print "FAIL ..." and exit 2; a recur::Error prints "error: ..." and exits 1.
 //
 //   recur_dist_worker collectives            all_reduce / broadcast / all_gather / barrier / metrics
-//   recur_dist_worker reducer                GradientReducer == the single-process gradient
+//   recur_dist_worker reducer                GradientReducer == the single-process gradient (also row-sparse)
 //   recur_dist_worker kill    --timeout S    rank 1 SIGKILLs itself mid-run
 //   recur_dist_worker hang    --timeout S    rank 1 stops taking part (sleeps) before a collective
 //   recur_dist_worker error                  rank 1 throws outside any collective
@@ -160,6 +160,74 @@ void reducer(dist::Communicator& c) {
   }
 }
 
+// Row-sparse reduction of a large table (ReducerOptions::sparse_min_rows) leaves the same gradient
+// as the dense sum: rows touched by one rank, by several, by none; a NaN; a rank without tokens;
+// nothing touched at all; and the dense fallback when most rows are touched.
+void sparse_reducer(dist::Communicator& c) {
+  const int r = c.rank(), n = c.size();
+  constexpr int64_t kRows = 40, kCols = 3, kBias = 5;
+  enum Touch { Few, Many, None };
+  // Rank q's gradient: rows q, q + 1 and 20 + 2q (Few), all but the last two (Many), or none.
+  auto value = [](int q, int64_t row, int64_t col, Touch touch) -> float {
+    const bool on = touch == Many ? row < kRows - 2 : touch == Few && (row == q || row == q + 1 || row == 20 + 2 * q);
+    return on ? 0.5f * static_cast<float>(q + 1) + static_cast<float>(row) - 0.25f * static_cast<float>(col) : 0.0f;
+  };
+  for (const Touch touch : {Few, Many, None}) {
+    for (const bool idle_last : {false, true}) {
+      Var table(Tensor::zeros({kRows, kCols}), true, "table");
+      Var bias(Tensor::zeros({kBias}), true, "bias");
+      const dist::NamedParams params{{"embed.weight", table}, {"bias", bias}};
+      Tensor g({kRows, kCols});
+      for (int64_t i = 0; i < kRows * kCols; ++i) g.f32()[i] = value(r, i / kCols, i % kCols, touch);
+      const bool nan = touch == Few;  // rank 0 puts a NaN into row 30
+      if (nan && r == 0) g.f32()[30 * kCols + 1] = std::nanf("");
+      table.grad() = g;
+      bias.grad() = Tensor::full({kBias}, r + 1.0);
+      auto tokens = [&](int q) { return idle_last && q == n - 1 ? int64_t{0} : int64_t{q + 1}; };
+      int64_t total = 0;
+      for (int q = 0; q < n; ++q) total += tokens(q);
+      dist::ReducerOptions o;
+      o.sparse_min_rows = 10;
+      dist::GradientReducer red(params, c, o);
+      red.reduce(tokens(r));
+      std::vector<bool> touched(kRows, false);
+      for (int64_t row = 0; row < kRows; ++row) {
+        for (int64_t col = 0; col < kCols; ++col) {
+          double want = 0;
+          for (int q = 0; q < n; ++q) {
+            const double v = value(q, row, col, touch);
+            want += static_cast<double>(tokens(q)) / static_cast<double>(total) * v;
+            if (v != 0 && tokens(q) > 0) touched[static_cast<size_t>(row)] = true;
+          }
+          const double got = table.grad().f32()[row * kCols + col];
+          if (nan && row == 30 && col == 1 && tokens(0) > 0) {
+            WORKER_CHECK(std::isnan(got), "{} row 30: {} instead of NaN", static_cast<int>(touch), got);
+            continue;
+          }
+          WORKER_CHECK(near(got, want), "touch {} idle {} row {} col {}: {} vs {}", static_cast<int>(touch), idle_last,
+                       row, col, got, want);
+        }
+      }
+      for (int64_t i = 0; i < kBias; ++i) {
+        double want = 0;
+        for (int q = 0; q < n; ++q) want += static_cast<double>(tokens(q)) / static_cast<double>(total) * (q + 1);
+        WORKER_CHECK(near(bias.grad().f32()[i], want), "bias {}: {} vs {}", i, bias.grad().f32()[i], want);
+      }
+      int64_t rows_sent = 0;
+      for (int64_t row = 0; row < kRows; ++row) rows_sent += touched[static_cast<size_t>(row)] || (nan && row == 30);
+      const bool want_sparse = touch != Many;
+      WORKER_CHECK(red.last_sparse_tensors() == (want_sparse ? 1 : 0), "touch {}: {} sparse tensors",
+                   static_cast<int>(touch), red.last_sparse_tensors());
+      WORKER_CHECK(red.last_elements() == (want_sparse ? rows_sent * kCols : kRows * kCols) + kBias,
+                   "touch {} idle {}: {} elements sent, {} rows touched", static_cast<int>(touch), idle_last,
+                   red.last_elements(), rows_sent);
+      if (touch == Few && !idle_last)
+        std::cout << fmt::format("rank {}: sparse table sent {} of {} elements\n", r, red.last_elements(),
+                                 kRows * kCols + kBias);
+    }
+  }
+}
+
 void kill_scenario(dist::Communicator& c) {
   for (int i = 0; i < 100; ++i) {
     Tensor t = Tensor::full({1000}, 1.0);
@@ -194,7 +262,10 @@ void error_scenario(dist::Communicator& c) {
 int run(const std::string& scenario, double timeout) {
   auto comm = dist::make_communicator("auto", dist::CommOptions{timeout});
   if (scenario == "collectives") collectives(*comm);
-  else if (scenario == "reducer") reducer(*comm);
+  else if (scenario == "reducer") {
+    reducer(*comm);
+    sparse_reducer(*comm);
+  }
   else if (scenario == "kill") kill_scenario(*comm);
   else if (scenario == "hang") hang_scenario(*comm);
   else if (scenario == "error") error_scenario(*comm);

@@ -54,6 +54,15 @@ struct Bucket {
 /// next tensor would take it past `bucket_bytes`; a tensor larger than that gets a bucket of its
 /// own (tensors are never split). Every tensor appears in exactly one slot.
 std::vector<Bucket> plan_buckets(const std::vector<int64_t>& numels, int64_t bucket_bytes, int64_t element_bytes = 4);
+/// As above, but a tensor with alone[i] set gets a bucket of its own, whatever its size (the
+/// reducer reduces such a bucket row-sparsely when few of its rows hold gradient). `alone` is
+/// empty or has one flag per tensor.
+std::vector<Bucket> plan_buckets(const std::vector<int64_t>& numels, int64_t bucket_bytes, int64_t element_bytes,
+                                 const std::vector<bool>& alone);
+
+/// Indices of the rows of `t` (a CPU F32 or F64 tensor seen as shape[0] rows of numel/shape[0]
+/// values) that hold any value other than +0 or -0 (NaN and Inf count as values), ascending.
+std::vector<int64_t> nonzero_rows(const Tensor& t);
 
 /// Copies tensors[slot.param] into flat[slot.offset, +numel) for each slot; an undefined tensor
 /// packs as zeros. flat: (>= bucket.numel) 1-d, same dtype and device as the tensors.
@@ -68,6 +77,15 @@ struct ReducerOptions {
   /// Target size of one fusion bucket (PyTorch DDP's default). Fewer, larger buckets cost less
   /// latency; more, smaller ones start communicating earlier.
   int64_t bucket_bytes = 25LL << 20;
+  /// Row-sparse reduction of large tables (word embeddings: a batch touches a few thousand of
+  /// their rows, and every other row's gradient is exactly zero on every rank). A CPU parameter
+  /// with at least `sparse_min_rows` rows is a candidate: it gets a bucket of its own, and each
+  /// reduce() first sums a 0/1 flag per row over the ranks (one small all-reduce for all
+  /// candidates). When the rows that are nonzero on some rank are at most `sparse_max_fraction` of
+  /// the table, only those rows are packed and all-reduced; the others stay zero, which is what the
+  /// dense sum would give. Otherwise the table is reduced densely. 0 turns the sparse path off.
+  int64_t sparse_min_rows = 1024;
+  double sparse_max_fraction = 0.5;
 };
 
 /// Averages parameter gradients over all ranks, weighted by each rank's token count.
@@ -90,7 +108,8 @@ struct ReducerOptions {
 /// and nothing is packed or unpacked per step; a gradient replaced since (e.g. after a device
 /// move) is copied back in and re-pointed. One all_gather of the n_r, then one all-reduce per
 /// bucket (sum, pre-scaled by n_r/N), all in flight together, then wait. No per-parameter
-/// collective. Every rank must construct the reducer (a collective: it checks that all ranks hold
+/// collective. Large tables (ReducerOptions::sparse_min_rows) may go row-sparse: one more small
+/// all-reduce of per-row flags, then only the rows some rank touched (same result). Every rank must construct the reducer (a collective: it checks that all ranks hold
 /// the same parameter list) and call reduce() the same number of times. The reducer keeps a
 /// reference to `comm`, which must outlive it; moving the model to another device after
 /// construction is fine (the buffers follow on the next reduce()).
@@ -103,6 +122,10 @@ class GradientReducer {
   int64_t reduce(int64_t local_tokens);
 
   const std::vector<Bucket>& buckets() const { return buckets_; }
+  /// Gradient elements the last reduce() all-reduced (row flags not counted), and how many
+  /// tensors went row-sparse in it.
+  int64_t last_elements() const { return last_elements_; }
+  int64_t last_sparse_tensors() const { return last_sparse_tensors_; }
   /// Token counts of every rank in the last reduce() (for logging load balance).
   const std::vector<int64_t>& last_tokens() const { return last_tokens_; }
 
@@ -114,6 +137,8 @@ class GradientReducer {
   std::vector<Bucket> buckets_;
   std::vector<Tensor> flats_;  // one buffer per bucket, on the parameters' device
   std::vector<int64_t> last_tokens_;
+  std::vector<bool> candidate_;  // per bucket: a row-sparse candidate (one tensor, many rows)
+  int64_t last_elements_ = 0, last_sparse_tensors_ = 0;
 };
 
 // ---- sharding -------------------------------------------------------------------------------
