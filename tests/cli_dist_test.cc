@@ -1,7 +1,7 @@
 // Data-parallel training through the real binary: `mpirun -np 2 recur train` with global batch B
 // gives the same parameters as one process with batch B, and as one process accumulating two
-// micro-batches of B/2 — for a seq2vec (text classification) and a seq2seq (translation) config.
-// Skipped when the build has no MPI communicator or mpirun is missing.
+// micro-batches of B/2 — for a seq2vec (text classification) and a seq2seq (translation) config;
+// the same over NCCL on GPUs (CliDistGpu). Skipped when the build has no MPI communicator or mpirun is missing.
 // Processes under mpirun run with leak detection off (-x ASAN_OPTIONS=detect_leaks=0): OpenMPI keeps
 // allocations in plugins it unloads, which LeakSanitizer reports as leaks it cannot attribute.
 #include <gtest/gtest.h>
@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "recur/core/cuda.h"
 #include "recur/core/rng.h"
 #include "recur/dist/communicator.h"
 #include "recur/train/safetensors.h"
@@ -38,7 +39,7 @@ class CliDist : public ::testing::Test {
 
   // Trains `config` with the given overrides, under mpirun when np > 1; returns the final weights.
   std::map<std::string, Tensor> train(const std::string& config, const std::string& sets, int np,
-                                      const std::string& out) {
+                                      const std::string& out, const std::string& comm = "mpi") {
     std::string cmd = "train " + path(config) + " " + sets + " --out " + path(out);
     test::CommandOutput r;
     if (np > 1) {
@@ -52,7 +53,7 @@ class CliDist : public ::testing::Test {
       const int status = p ? pclose(p) : -1;
       r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
       // The ranks really formed one job (not np independent copies of the run).
-      EXPECT_NE(r.text.find(fmt::format("over {} ranks (mpi", np)), std::string::npos) << r.text;
+      EXPECT_NE(r.text.find(fmt::format("over {} ranks ({}", np, comm)), std::string::npos) << r.text;
     } else {
       r = test::run_recur(cmd);
     }
@@ -79,31 +80,72 @@ class CliDist : public ::testing::Test {
     }
     EXPECT_GT(compared, 3) << what;
   }
+  // A text classification task (400 training examples) in text.yaml. Each example also holds six
+  // words drawn from 3,000, so the embedding has over 1,024 rows and the gradient reducer takes
+  // its row-sparse path (a batch of 8 touches a few dozen rows).
+  void write_text_task() {
+    Rng rng(3);
+    for (const char* split : {"train", "valid", "test"}) {
+      std::ofstream f(dir_ / (std::string(split) + ".tsv"));
+      const int n = std::string(split) == "train" ? 400 : 20;
+      for (int i = 0; i < n; ++i) {
+        const bool pos = rng.below(2) == 1;
+        f << (pos ? "pos" : "neg") << "\tthe film was " << (pos ? "good" : "bad");
+        for (uint64_t k = rng.below(6); k > 0; --k) f << (rng.below(2) ? " and long" : " but short");
+        for (int k = 0; k < 6; ++k) f << " w" << rng.below(3000);
+        f << "\n";
+      }
+    }
+    std::ofstream(dir_ / "text.yaml") << "task: text\ndata:\n  train: " << path("train.tsv") << "\n  valid: "
+                                      << path("valid.tsv") << "\n  test: " << path("test.tsv")
+                                      << "\n  min_count: 1\nmodel:\n  embed: 8\n  hidden: 8\n  cell: lstm\n"
+                                         "train:\n  epochs: 1\n  lr: 0.01\n  threads: 1\n  schedule: constant\n";
+  }
   fs::path dir_;
 };
 
 TEST_F(CliDist, Seq2VecTwoRanksEqualOneProcessAndAccumulation) {
-  Rng rng(3);
-  for (const char* split : {"train", "valid", "test"}) {
-    std::ofstream f(dir_ / (std::string(split) + ".tsv"));
-    const int n = std::string(split) == "train" ? 400 : 20;
-    for (int i = 0; i < n; ++i) {
-      const bool pos = rng.below(2) == 1;
-      f << (pos ? "pos" : "neg") << "\tthe film was " << (pos ? "good" : "bad");
-      for (uint64_t k = rng.below(6); k > 0; --k) f << (rng.below(2) ? " and long" : " but short");
-      f << "\n";
-    }
-  }
-  std::ofstream(dir_ / "text.yaml") << "task: text\ndata:\n  train: " << path("train.tsv") << "\n  valid: "
-                                    << path("valid.tsv") << "\n  test: " << path("test.tsv")
-                                    << "\n  min_count: 1\nmodel:\n  embed: 8\n  hidden: 8\n  cell: lstm\n"
-                                       "train:\n  epochs: 1\n  lr: 0.01\n  threads: 1\n  schedule: constant\n";
+  write_text_task();
   // 400 examples in global batches of 8: 50 steps.
   const auto one = train("text.yaml", "--set train.batch=8", 1, "one");
   const auto acc = train("text.yaml", "--set train.batch=4 --set train.accumulate=2", 1, "acc");
   const auto two = train("text.yaml", "--set train.batch=8", 2, "two");
   expect_same(acc, one, "accumulate 2");
   expect_same(two, one, "2 ranks");
+  // The embedding was large enough for the row-sparse reduction (dist::ReducerOptions).
+  int64_t rows = 0;
+  for (const auto& [name, t] : one)
+    if (name.find("embed") != std::string::npos && t.ndim() == 2) rows = std::max(rows, t.dim(0));
+  EXPECT_GE(rows, 1024);
+}
+
+// The NCCL communicator on GPUs (run by scripts/gpu-check.sh). With one GPU: a world of one
+// through the same training loop gives what the local communicator gives. With two or more:
+// `mpirun -np 2` over NCCL equals one process (NCCL refuses two ranks on one GPU, so that case
+// skips with fewer than two GPUs).
+class CliDistGpu : public CliDist {
+ protected:
+  void SetUp() override {
+    if (!dist::nccl_compiled()) GTEST_SKIP() << "this build has no NCCL communicator";
+    RECUR_REQUIRE_GPU();
+    CliDist::SetUp();
+  }
+};
+
+TEST_F(CliDistGpu, NcclWorldOfOneEqualsLocal) {
+  write_text_task();
+  const auto local = train("text.yaml", "--set train.batch=8 --device cuda --set train.communicator=local", 1, "local");
+  const auto nccl = train("text.yaml", "--set train.batch=8 --device cuda --set train.communicator=nccl", 1, "nccl");
+  expect_same(nccl, local, "nccl, world of one");
+}
+
+TEST_F(CliDistGpu, NcclTwoRanksEqualOneProcess) {
+  if (cuda::device_count() < 2) GTEST_SKIP() << "needs two GPUs (NCCL refuses two ranks on one GPU)";
+  write_text_task();
+  const auto one = train("text.yaml", "--set train.batch=8 --device cuda", 1, "one");
+  const auto two = train("text.yaml", "--set train.batch=8 --device cuda --set train.communicator=nccl", 2, "two",
+                         "nccl");
+  expect_same(two, one, "2 ranks over NCCL");
 }
 
 TEST_F(CliDist, Seq2SeqTwoRanksEqualOneProcessAndAccumulation) {
