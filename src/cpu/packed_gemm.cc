@@ -158,10 +158,16 @@ void gemm_packed(int64_t m, const float* a, int64_t lda, const PackedB& b, float
 
 namespace {
 
+// The sum of a vector's 16 lanes as a tree of halvings (8 + 8, 4 + 4, 2 + 2, 1 + 1): a handful of
+// shuffles and adds, where lane by lane it was 15 dependent adds and as many extracts per row, about
+// a fifth of a batch-1 step's time on a Zen 4 core. The order is fixed, so results stay deterministic.
 inline float hsum(v16 v) {
-  float t = 0;
-  for (int i = 0; i < 16; ++i) t += v[i];
-  return t;
+  typedef float v8 __attribute__((vector_size(32)));
+  typedef float v4 __attribute__((vector_size(16)));
+  const v8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+               __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  const v4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  return (b[0] + b[2]) + (b[1] + b[3]);
 }
 
 // R rows at once (4, or 1 for the remainder): each 16-wide slice of x is loaded once for all of them.
