@@ -209,15 +209,22 @@ GradientReducer::GradientReducer(NamedParams params, Communicator& comm, const R
   RECUR_CHECK(options_.sparse_max_fraction >= 0 && options_.sparse_max_fraction <= 1 && options_.sparse_min_rows >= 1,
               "GradientReducer: sparse_max_fraction {} must be in [0, 1] and sparse_min_rows {} at least 1",
               options_.sparse_max_fraction, options_.sparse_min_rows);
-  const Layout l = common_layout(params_, "GradientReducer");
-  std::vector<bool> alone;
   for (const auto& p : params_)
-    alone.push_back(options_.sparse_max_fraction > 0 && p.second.value().ndim() >= 1 &&
-                    p.second.value().dim(0) >= options_.sparse_min_rows);
-  buckets_ = plan_buckets(numels_of(params_), options_.bucket_bytes, static_cast<int64_t>(dtype_size(l.dtype)), alone);
-  for (const Bucket& b : buckets_)
-    candidate_.push_back(b.slots.size() == 1 && alone[static_cast<size_t>(b.slots.front().param)]);
+    sparse_param_.push_back(options_.sparse_max_fraction > 0 && p.second.value().ndim() >= 1 &&
+                            p.second.value().dim(0) >= options_.sparse_min_rows);
+  dense_streak_.assign(params_.size(), 0);
+  plan();
   check_same_parameters(params_, comm_, 0, "GradientReducer");
+}
+
+void GradientReducer::plan() {
+  const Layout l = common_layout(params_, "GradientReducer");
+  buckets_ = plan_buckets(numels_of(params_), options_.bucket_bytes, static_cast<int64_t>(dtype_size(l.dtype)),
+                          sparse_param_);
+  candidate_.clear();
+  for (const Bucket& b : buckets_)
+    candidate_.push_back(b.slots.size() == 1 && sparse_param_[static_cast<size_t>(b.slots.front().param)]);
+  flats_.clear();  // the next ensure_buffers() lays the gradients out in the new buckets
 }
 
 void GradientReducer::ensure_buffers() {
@@ -263,7 +270,8 @@ int64_t GradientReducer::reduce(int64_t local_tokens) {
   // takes the same decisions from them.
   std::vector<std::vector<int64_t>> union_rows(buckets_.size());
   std::vector<bool> sparse(buckets_.size(), false);
-  if (flats_.empty() || flats_.front().device().is_cpu()) {
+  const bool decide = flats_.empty() || flats_.front().device().is_cpu();  // GPU buffers stay dense
+  if (decide) {
     int64_t flag_count = 0;
     for (size_t b = 0; b < buckets_.size(); ++b)
       if (candidate_[b]) flag_count += params_[static_cast<size_t>(buckets_[b].slots.front().param)].second.value().dim(0);
@@ -288,6 +296,18 @@ int64_t GradientReducer::reduce(int64_t local_tokens) {
         sparse[b] = static_cast<double>(union_rows[b].size()) <= options_.sparse_max_fraction * static_cast<double>(rows);
       }
     }
+  }
+  // A candidate that went dense kDenseSteps reduces in a row is a dense tensor (an LSTM weight with
+  // many gate rows, an output projection): it rejoins the ordinary buckets after this reduce, so it
+  // no longer costs a scan, a flag per row and a collective of its own. Every rank sees the same
+  // flag counts, so all re-plan together.
+  constexpr int kDenseSteps = 3;
+  bool replan = false;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    if (!decide || !candidate_[b]) continue;
+    const size_t param = static_cast<size_t>(buckets_[b].slots.front().param);
+    dense_streak_[param] = sparse[b] ? 0 : dense_streak_[param] + 1;
+    if (dense_streak_[param] >= kDenseSteps) sparse_param_[param] = false, replan = true;
   }
   last_elements_ = last_sparse_tensors_ = 0;
   std::vector<std::unique_ptr<Work>> works;
@@ -320,6 +340,7 @@ int64_t GradientReducer::reduce(int64_t local_tokens) {
     Tensor table = flats_[b].view(p.shape());
     move_rows(table, packed[b], union_rows[b], true);
   }
+  if (replan) plan();  // the gradients stay views of the old buffers until the next reduce() moves them
   return total;
 }
 

@@ -162,7 +162,8 @@ void reducer(dist::Communicator& c) {
 
 // Row-sparse reduction of a large table (ReducerOptions::sparse_min_rows) leaves the same gradient
 // as the dense sum: rows touched by one rank, by several, by none; a NaN; a rank without tokens;
-// nothing touched at all; and the dense fallback when most rows are touched.
+// nothing touched at all; the dense fallback when most rows are touched, and after three such
+// steps the table back in an ordinary bucket.
 void sparse_reducer(dist::Communicator& c) {
   const int r = c.rank(), n = c.size();
   constexpr int64_t kRows = 40, kCols = 3, kBias = 5;
@@ -181,49 +182,61 @@ void sparse_reducer(dist::Communicator& c) {
       for (int64_t i = 0; i < kRows * kCols; ++i) g.f32()[i] = value(r, i / kCols, i % kCols, touch);
       const bool nan = touch == Few;  // rank 0 puts a NaN into row 30
       if (nan && r == 0) g.f32()[30 * kCols + 1] = std::nanf("");
-      table.grad() = g;
-      bias.grad() = Tensor::full({kBias}, r + 1.0);
       auto tokens = [&](int q) { return idle_last && q == n - 1 ? int64_t{0} : int64_t{q + 1}; };
       int64_t total = 0;
       for (int q = 0; q < n; ++q) total += tokens(q);
       dist::ReducerOptions o;
       o.sparse_min_rows = 10;
       dist::GradientReducer red(params, c, o);
-      red.reduce(tokens(r));
-      std::vector<bool> touched(kRows, false);
-      for (int64_t row = 0; row < kRows; ++row) {
-        for (int64_t col = 0; col < kCols; ++col) {
-          double want = 0;
-          for (int q = 0; q < n; ++q) {
-            const double v = value(q, row, col, touch);
-            want += static_cast<double>(tokens(q)) / static_cast<double>(total) * v;
-            if (v != 0 && tokens(q) > 0) touched[static_cast<size_t>(row)] = true;
-          }
-          const double got = table.grad().f32()[row * kCols + col];
-          if (nan && row == 30 && col == 1 && tokens(0) > 0) {
-            WORKER_CHECK(std::isnan(got), "{} row 30: {} instead of NaN", static_cast<int>(touch), got);
-            continue;
-          }
-          WORKER_CHECK(near(got, want), "touch {} idle {} row {} col {}: {} vs {}", static_cast<int>(touch), idle_last,
-                       row, col, got, want);
+      // Four steps with the same reducer: the first sets fresh gradients, the others write into the
+      // bucket views (as backward does). After three dense reduces the table rejoins the bias's bucket.
+      for (int step = 0; step < 4; ++step) {
+        if (step == 0) {
+          table.grad() = g.clone();
+          bias.grad() = Tensor::full({kBias}, r + 1.0);
+        } else {
+          table.grad().copy_from(g);
+          bias.grad().copy_from(Tensor::full({kBias}, r + 1.0));
         }
+        red.reduce(tokens(r));
+        std::vector<bool> touched(kRows, false);
+        for (int64_t row = 0; row < kRows; ++row) {
+          for (int64_t col = 0; col < kCols; ++col) {
+            double want = 0;
+            for (int q = 0; q < n; ++q) {
+              const double v = value(q, row, col, touch);
+              want += static_cast<double>(tokens(q)) / static_cast<double>(total) * v;
+              if (v != 0 && tokens(q) > 0) touched[static_cast<size_t>(row)] = true;
+            }
+            const double got = table.grad().f32()[row * kCols + col];
+            if (nan && row == 30 && col == 1 && tokens(0) > 0) {
+              WORKER_CHECK(std::isnan(got), "{} row 30: {} instead of NaN", static_cast<int>(touch), got);
+              continue;
+            }
+            WORKER_CHECK(near(got, want), "touch {} idle {} step {} row {} col {}: {} vs {}", static_cast<int>(touch),
+                         idle_last, step, row, col, got, want);
+          }
+        }
+        for (int64_t i = 0; i < kBias; ++i) {
+          double want = 0;
+          for (int q = 0; q < n; ++q) want += static_cast<double>(tokens(q)) / static_cast<double>(total) * (q + 1);
+          WORKER_CHECK(near(bias.grad().f32()[i], want), "bias {}: {} vs {}", i, bias.grad().f32()[i], want);
+        }
+        int64_t rows_sent = 0;
+        for (int64_t row = 0; row < kRows; ++row) rows_sent += touched[static_cast<size_t>(row)] || (nan && row == 30);
+        const bool want_sparse = touch != Many;
+        WORKER_CHECK(red.last_sparse_tensors() == (want_sparse ? 1 : 0), "touch {}: {} sparse tensors",
+                     static_cast<int>(touch), red.last_sparse_tensors());
+        WORKER_CHECK(red.last_elements() == (want_sparse ? rows_sent * kCols : kRows * kCols) + kBias,
+                     "touch {} idle {} step {}: {} elements sent, {} rows touched", static_cast<int>(touch), idle_last,
+                     step, red.last_elements(), rows_sent);
+        const size_t want_buckets = touch == Many && step >= 2 ? 1 : 2;
+        WORKER_CHECK(red.buckets().size() == want_buckets, "touch {} step {}: {} buckets", static_cast<int>(touch),
+                     step, red.buckets().size());
+        if (touch == Few && !idle_last && step == 3)
+          std::cout << fmt::format("rank {}: sparse table sent {} of {} elements\n", r, red.last_elements(),
+                                   kRows * kCols + kBias);
       }
-      for (int64_t i = 0; i < kBias; ++i) {
-        double want = 0;
-        for (int q = 0; q < n; ++q) want += static_cast<double>(tokens(q)) / static_cast<double>(total) * (q + 1);
-        WORKER_CHECK(near(bias.grad().f32()[i], want), "bias {}: {} vs {}", i, bias.grad().f32()[i], want);
-      }
-      int64_t rows_sent = 0;
-      for (int64_t row = 0; row < kRows; ++row) rows_sent += touched[static_cast<size_t>(row)] || (nan && row == 30);
-      const bool want_sparse = touch != Many;
-      WORKER_CHECK(red.last_sparse_tensors() == (want_sparse ? 1 : 0), "touch {}: {} sparse tensors",
-                   static_cast<int>(touch), red.last_sparse_tensors());
-      WORKER_CHECK(red.last_elements() == (want_sparse ? rows_sent * kCols : kRows * kCols) + kBias,
-                   "touch {} idle {}: {} elements sent, {} rows touched", static_cast<int>(touch), idle_last,
-                   red.last_elements(), rows_sent);
-      if (touch == Few && !idle_last)
-        std::cout << fmt::format("rank {}: sparse table sent {} of {} elements\n", r, red.last_elements(),
-                                 kRows * kCols + kBias);
     }
   }
 }

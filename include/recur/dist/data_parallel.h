@@ -83,7 +83,9 @@ struct ReducerOptions {
   /// reduce() first sums a 0/1 flag per row over the ranks (one small all-reduce for all
   /// candidates). When the rows that are nonzero on some rank are at most `sparse_max_fraction` of
   /// the table, only those rows are packed and all-reduced; the others stay zero, which is what the
-  /// dense sum would give. Otherwise the table is reduced densely. 0 turns the sparse path off.
+  /// dense sum would give. Otherwise the table is reduced densely; a table that goes dense three
+  /// reduces in a row (an LSTM weight of 4H rows, an output projection) rejoins the ordinary
+  /// buckets for good. 0 turns the sparse path off.
   int64_t sparse_min_rows = 1024;
   double sparse_max_fraction = 0.5;
 };
@@ -109,8 +111,9 @@ struct ReducerOptions {
 /// move) is copied back in and re-pointed. One all_gather of the n_r, then one all-reduce per
 /// bucket (sum, pre-scaled by n_r/N), all in flight together, then wait. No per-parameter
 /// collective. Large tables (ReducerOptions::sparse_min_rows) may go row-sparse: one more small
-/// all-reduce of per-row flags, then only the rows some rank touched (same result). Every rank must construct the reducer (a collective: it checks that all ranks hold
-/// the same parameter list) and call reduce() the same number of times. The reducer keeps a
+/// all-reduce of per-row flags, then only the rows some rank touched (same result). Every rank
+/// must construct the reducer (a collective: it checks that all ranks hold the same parameter
+/// list) and call reduce() the same number of times. The reducer keeps a
 /// reference to `comm`, which must outlive it; moving the model to another device after
 /// construction is fine (the buffers follow on the next reduce()).
 class GradientReducer {
@@ -131,13 +134,16 @@ class GradientReducer {
 
  private:
   void ensure_buffers();
+  void plan();  // buckets_ and candidate_ from sparse_param_; drops the buffers
   NamedParams params_;
   Communicator& comm_;
   ReducerOptions options_;
   std::vector<Bucket> buckets_;
   std::vector<Tensor> flats_;  // one buffer per bucket, on the parameters' device
   std::vector<int64_t> last_tokens_;
-  std::vector<bool> candidate_;  // per bucket: a row-sparse candidate (one tensor, many rows)
+  std::vector<bool> candidate_;     // per bucket: a row-sparse candidate (one tensor, many rows)
+  std::vector<bool> sparse_param_;  // per parameter: still a row-sparse candidate
+  std::vector<int> dense_streak_;   // per parameter: reduces in a row that went dense
   int64_t last_elements_ = 0, last_sparse_tensors_ = 0;
 };
 
