@@ -75,10 +75,6 @@ std::vector<int64_t> numels_of(const NamedParams& params) {
 
 // ---- buckets --------------------------------------------------------------------------------
 
-std::vector<Bucket> plan_buckets(const std::vector<int64_t>& numels, int64_t bucket_bytes, int64_t element_bytes) {
-  return plan_buckets(numels, bucket_bytes, element_bytes, {});
-}
-
 std::vector<Bucket> plan_buckets(const std::vector<int64_t>& numels, int64_t bucket_bytes, int64_t element_bytes,
                                  const std::vector<bool>& alone) {
   RECUR_CHECK(bucket_bytes > 0 && element_bytes > 0, "plan_buckets: bucket_bytes {} and element_bytes {} must be > 0",
@@ -268,28 +264,31 @@ int64_t GradientReducer::reduce(int64_t local_tokens) {
   // Row-sparse candidates (CPU only): which rows hold gradient on some rank? One all-reduce of a
   // 0/1 flag per row for all candidates together; the counts are exact in float, so every rank
   // takes the same decisions from them.
+  // A candidate bucket holds one parameter: that parameter's variable.
+  auto table_var = [&](size_t b) -> const Var& {
+    return params_[static_cast<size_t>(buckets_[b].slots.front().param)].second;
+  };
   std::vector<std::vector<int64_t>> union_rows(buckets_.size());
   std::vector<bool> sparse(buckets_.size(), false);
   const bool decide = flats_.empty() || flats_.front().device().is_cpu();  // GPU buffers stay dense
   if (decide) {
     int64_t flag_count = 0;
     for (size_t b = 0; b < buckets_.size(); ++b)
-      if (candidate_[b]) flag_count += params_[static_cast<size_t>(buckets_[b].slots.front().param)].second.value().dim(0);
+      if (candidate_[b]) flag_count += table_var(b).value().dim(0);
     if (flag_count > 0) {
       Tensor flags = Tensor::zeros({flag_count});
       int64_t at = 0;
       for (size_t b = 0; b < buckets_.size(); ++b) {
         if (!candidate_[b]) continue;
-        const Var& p = params_[static_cast<size_t>(buckets_[b].slots.front().param)].second;
-        const Tensor table = flats_[b].view(p.shape());
-        for (int64_t r : nonzero_rows(table)) flags.f32()[at + r] = 1.0f;
+        const Var& p = table_var(b);
+        for (int64_t r : nonzero_rows(flats_[b].view(p.shape()))) flags.f32()[at + r] = 1.0f;
         at += p.shape()[0];
       }
       comm_.all_reduce(flags);
       at = 0;
       for (size_t b = 0; b < buckets_.size(); ++b) {
         if (!candidate_[b]) continue;
-        const int64_t rows = params_[static_cast<size_t>(buckets_[b].slots.front().param)].second.value().dim(0);
+        const int64_t rows = table_var(b).value().dim(0);
         for (int64_t r = 0; r < rows; ++r)
           if (flags.f32()[at + r] > 0) union_rows[b].push_back(r);
         at += rows;
@@ -315,8 +314,7 @@ int64_t GradientReducer::reduce(int64_t local_tokens) {
   for (size_t b = 0; b < buckets_.size(); ++b) {
     Tensor* send = &flats_[b];
     if (sparse[b]) {
-      const Var& p = params_[static_cast<size_t>(buckets_[b].slots.front().param)].second;
-      Tensor table = flats_[b].view(p.shape());
+      Tensor table = flats_[b].view(table_var(b).shape());
       const int64_t cols = row_width(table);
       packed[b] = Tensor({static_cast<int64_t>(union_rows[b].size()) * cols}, flats_[b].dtype());
       move_rows(table, packed[b], union_rows[b], false);
@@ -336,8 +334,7 @@ int64_t GradientReducer::reduce(int64_t local_tokens) {
     if (works[b]) works[b]->wait();  // dense gradients are views of the buffers: nothing to unpack
     if (!sparse[b]) continue;
     // Rows outside the union are zero here already (zero on every rank, this one included).
-    const Var& p = params_[static_cast<size_t>(buckets_[b].slots.front().param)].second;
-    Tensor table = flats_[b].view(p.shape());
+    Tensor table = flats_[b].view(table_var(b).shape());
     move_rows(table, packed[b], union_rows[b], true);
   }
   if (replan) plan();  // the gradients stay views of the old buffers until the next reduce() moves them

@@ -52,13 +52,11 @@ struct Bucket {
 /// Packs tensors of `numels` elements into buckets in reverse order (the last registered
 /// parameter, whose gradient backward produces first, goes first). A bucket is closed when the
 /// next tensor would take it past `bucket_bytes`; a tensor larger than that gets a bucket of its
-/// own (tensors are never split). Every tensor appears in exactly one slot.
-std::vector<Bucket> plan_buckets(const std::vector<int64_t>& numels, int64_t bucket_bytes, int64_t element_bytes = 4);
-/// As above, but a tensor with alone[i] set gets a bucket of its own, whatever its size (the
-/// reducer reduces such a bucket row-sparsely when few of its rows hold gradient). `alone` is
-/// empty or has one flag per tensor.
-std::vector<Bucket> plan_buckets(const std::vector<int64_t>& numels, int64_t bucket_bytes, int64_t element_bytes,
-                                 const std::vector<bool>& alone);
+/// own (tensors are never split). Every tensor appears in exactly one slot. A tensor with
+/// alone[i] set gets a bucket of its own, whatever its size (the reducer reduces such a bucket
+/// row-sparsely when few of its rows hold gradient); `alone` is empty or has one flag per tensor.
+std::vector<Bucket> plan_buckets(const std::vector<int64_t>& numels, int64_t bucket_bytes, int64_t element_bytes = 4,
+                                 const std::vector<bool>& alone = {});
 
 /// Indices of the rows of `t` (a CPU F32 or F64 tensor seen as shape[0] rows of numel/shape[0]
 /// values) that hold any value other than +0 or -0 (NaN and Inf count as values), ascending.
