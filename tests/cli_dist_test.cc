@@ -11,6 +11,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <sys/wait.h>
+#include <signal.h>
 
 #include "recur/core/cuda.h"
 #include "recur/core/rng.h"
@@ -25,11 +28,10 @@ namespace fs = std::filesystem;
 
 bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
 
-class CliDist : public ::testing::Test {
+// Training runs in a scratch folder, and the comparison of their weights.
+class CliTrainRuns : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!dist::mpi_compiled()) GTEST_SKIP() << "this build has no MPI communicator";
-    if (!have_mpirun()) GTEST_SKIP() << "mpirun is not installed (scripts/setup.sh installs it)";
     dir_ = fs::temp_directory_path() / ("recur_cli_dist_" + std::to_string(getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
@@ -56,6 +58,12 @@ class CliDist : public ::testing::Test {
       EXPECT_NE(r.text.find(fmt::format("over {} ranks ({}", np, comm)), std::string::npos) << r.text;
     } else {
       r = test::run_recur(cmd);
+      // --devices with several entries: one job of replicas as threads of this process.
+      if (comm == "threads" || comm == "nccl-threads") {
+        EXPECT_NE(r.text.find(fmt::format("over 2 ranks ({})", comm == "threads" ? "threads" : "nccl")),
+                  std::string::npos)
+            << r.text;
+      }
     }
     EXPECT_EQ(r.status, 0) << r.text;
     return load_safetensors(path(out + "/last.safetensors")).tensors;
@@ -101,7 +109,41 @@ class CliDist : public ::testing::Test {
                                       << "\n  min_count: 1\nmodel:\n  embed: 8\n  hidden: 8\n  cell: lstm\n"
                                          "train:\n  epochs: 1\n  lr: 0.01\n  threads: 1\n  schedule: constant\n";
   }
+  // A translation task (reverse a string of a-e) in rev.yaml.
+  void write_rev_task() {
+    Rng rng(4);
+    for (const char* split : {"train", "valid"}) {
+      std::ofstream f(dir_ / (std::string(split) + ".tsv"));
+      const int n = std::string(split) == "train" ? 400 : 10;
+      for (int i = 0; i < n; ++i) {
+        std::string s, t;
+        const int len = 1 + static_cast<int>(rng.below(6));
+        for (int k = 0; k < len; ++k) {
+          const char c = static_cast<char>('a' + rng.below(5));
+          s = s + c;
+          t = c + t;
+        }
+        f << s << "\t" << t << "\n";
+      }
+    }
+    std::ofstream(dir_ / "rev.yaml") << "task: translation\ndata:\n  train: " << path("train.tsv") << "\n  valid: "
+                                     << path("valid.tsv")
+                                     << "\n  source_tokenizer: char\n  target_tokenizer: char\n"
+                                        "model:\n  embed: 8\n  target_embed: 8\n  encoder_hidden: 8\n  decoder_hidden: 16\n"
+                                        "  dropout: 0.0\n  input_feeding: true\n"
+                                        "train:\n  epochs: 1\n  lr: 0.01\n  threads: 1\n  schedule: constant\n"
+                                        "  warmup_steps: 0\n  label_smoothing: 0.1\n";
+  }
   fs::path dir_;
+};
+
+class CliDist : public CliTrainRuns {
+ protected:
+  void SetUp() override {
+    if (!dist::mpi_compiled()) GTEST_SKIP() << "this build has no MPI communicator";
+    if (!have_mpirun()) GTEST_SKIP() << "mpirun is not installed (scripts/setup.sh installs it)";
+    CliTrainRuns::SetUp();
+  }
 };
 
 TEST_F(CliDist, Seq2VecTwoRanksEqualOneProcessAndAccumulation) {
@@ -149,28 +191,7 @@ TEST_F(CliDistGpu, NcclTwoRanksEqualOneProcess) {
 }
 
 TEST_F(CliDist, Seq2SeqTwoRanksEqualOneProcessAndAccumulation) {
-  Rng rng(4);
-  for (const char* split : {"train", "valid"}) {
-    std::ofstream f(dir_ / (std::string(split) + ".tsv"));
-    const int n = std::string(split) == "train" ? 400 : 10;
-    for (int i = 0; i < n; ++i) {
-      std::string s, t;
-      const int len = 1 + static_cast<int>(rng.below(6));
-      for (int k = 0; k < len; ++k) {
-        const char c = static_cast<char>('a' + rng.below(5));
-        s = s + c;
-        t = c + t;
-      }
-      f << s << "\t" << t << "\n";
-    }
-  }
-  std::ofstream(dir_ / "rev.yaml") << "task: translation\ndata:\n  train: " << path("train.tsv") << "\n  valid: "
-                                   << path("valid.tsv")
-                                   << "\n  source_tokenizer: char\n  target_tokenizer: char\n"
-                                      "model:\n  embed: 8\n  target_embed: 8\n  encoder_hidden: 8\n  decoder_hidden: 16\n"
-                                      "  dropout: 0.0\n  input_feeding: true\n"
-                                      "train:\n  epochs: 1\n  lr: 0.01\n  threads: 1\n  schedule: constant\n"
-                                      "  warmup_steps: 0\n  label_smoothing: 0.1\n";
+  write_rev_task();
   const auto one = train("rev.yaml", "--set train.batch=8", 1, "one");
   const auto acc = train("rev.yaml", "--set train.batch=4 --set train.accumulate=2", 1, "acc");
   const auto two = train("rev.yaml", "--set train.batch=8", 2, "two");
@@ -223,6 +244,109 @@ TEST_F(CliDist, KillingARankMidTrainingEndsTheJobNamingIt) {
   const auto at = log.find("after=");
   ASSERT_NE(at, std::string::npos) << log;
   EXPECT_LE(std::stoi(log.substr(at + 6)), 25) << log;
+}
+
+// Replicas as threads of one process (`recur train --devices cpu,cpu`, dist::ThreadWorld): the
+// same equivalences as under mpirun, with no MPI at all.
+using CliThreads = CliTrainRuns;
+
+TEST_F(CliThreads, Seq2VecTwoReplicasEqualOneProcess) {
+  write_text_task();
+  const auto one = train("text.yaml", "--set train.batch=8", 1, "one");
+  const auto two = train("text.yaml", "--set train.batch=8 --devices cpu,cpu", 1, "two", "threads");
+  expect_same(two, one, "2 replicas as threads");
+}
+
+TEST_F(CliThreads, Seq2SeqTwoReplicasEqualOneProcess) {
+  write_rev_task();
+  const auto one = train("rev.yaml", "--set train.batch=8", 1, "one");
+  const auto two = train("rev.yaml", "--set train.batch=8 --devices cpu,cpu", 1, "two", "threads");
+  expect_same(two, one, "2 replicas as threads");
+  const auto speed = train("rev.yaml", "--set train.batch=8 --set train.balance=speed --devices cpu,cpu", 1, "speed",
+                           "threads");
+  expect_same(speed, one, "2 replicas balanced by speed");
+  // Only rank 0 wrote metrics: one epoch row, with both replicas' compute time.
+  int epochs = 0;
+  nlohmann::json row;
+  std::istringstream lines(test::read_file(path("two/metrics.jsonl")));
+  for (std::string line; std::getline(lines, line);)
+    if (nlohmann::json::parse(line).value("kind", "") == "epoch") {
+      ++epochs;
+      row = nlohmann::json::parse(line);
+    }
+  EXPECT_EQ(epochs, 1);
+  ASSERT_EQ(row["rank_compute_s"].size(), 2u) << row;
+  EXPECT_GT(row["time_split"]["all_reduce_s"].get<double>(), 0.0) << row;
+}
+
+TEST_F(CliThreads, BadDeviceListsAndCommunicatorsAreRefused) {
+  write_text_task();
+  const std::string base = "train " + path("text.yaml") + " --out " + path("bad") + " ";
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"--device cpu --devices cpu,cpu", "not both"},
+      {"--devices cpu,,cpu", "an empty entry"},
+      {"--devices cpu,tpu:0", "tpu"},
+      {"--devices cpu,cpu --set train.communicator=mpi", "replicas as threads of this process"},
+      {"--devices cpu,cpu --set train.communicator=nccl", "nccl needs every --devices entry to be a different GPU"},
+      {"--set train.communicator=threads", "needs --devices"},
+  };
+  for (const auto& [args, message] : cases) {
+    const test::CommandOutput r = test::run_recur(base + args);
+    EXPECT_NE(r.status, 0) << args;
+    EXPECT_NE(r.text.find(message), std::string::npos) << args << "\n" << r.text;
+  }
+  EXPECT_FALSE(fs::exists(path("bad/last.safetensors")));
+}
+
+// Ctrl-C stops every replica at the same step; rank 0 saves, and the process exits with 130.
+TEST_F(CliThreads, SigintStopsEveryReplicaAndSaves) {
+  write_rev_task();
+  const std::string cfg = path("rev.yaml"), out = path("int"), log = path("int.log");
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (!freopen(log.c_str(), "w", stderr)) _exit(126);
+    execl(RECUR_BINARY, RECUR_BINARY, "train", cfg.c_str(), "--set", "train.epochs=500", "--set", "train.batch=4",
+          "--set", "train.log_every=1", "--devices", "cpu,cpu", "--out", out.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  for (int i = 0; i < 600 && test::read_file(log).find(" step ") == std::string::npos; ++i) usleep(50000);
+  kill(pid, SIGINT);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  const std::string text = test::read_file(log);
+  ASSERT_TRUE(WIFEXITED(st)) << text;
+  EXPECT_EQ(WEXITSTATUS(st), 130) << text;
+  EXPECT_NE(text.find("over 2 ranks (threads)"), std::string::npos) << text;
+  EXPECT_NE(text.find("interrupted at epoch"), std::string::npos) << text;
+  EXPECT_FALSE(load_safetensors(out + "/interrupted.safetensors").tensors.empty());
+}
+
+// Two replicas on GPUs in one process (run by scripts/gpu-check.sh): on one GPU, twice, with the
+// gradients staged through the host (train.communicator=threads); on two GPUs over NCCL.
+class CliThreadsGpu : public CliTrainRuns {
+ protected:
+  void SetUp() override {
+    RECUR_REQUIRE_GPU();
+    CliTrainRuns::SetUp();
+  }
+};
+
+TEST_F(CliThreadsGpu, TwoReplicasOnOneGpuEqualOneProcess) {
+  write_text_task();
+  const auto one = train("text.yaml", "--set train.batch=8 --device cuda:0", 1, "one");
+  const auto two =
+      train("text.yaml", "--set train.batch=8 --devices cuda:0,cuda:0 --set train.communicator=threads", 1, "two", "threads");
+  expect_same(two, one, "2 replicas on one GPU");
+}
+
+TEST_F(CliThreadsGpu, NcclTwoGpusInOneProcessEqualOneProcess) {
+  if (!dist::nccl_compiled()) GTEST_SKIP() << "this build has no NCCL communicator";
+  if (cuda::device_count() < 2) GTEST_SKIP() << "needs two GPUs (NCCL takes one rank per GPU)";
+  write_rev_task();
+  const auto one = train("rev.yaml", "--set train.batch=8 --device cuda:0", 1, "one");
+  const auto two = train("rev.yaml", "--set train.batch=8 --devices cuda:0,cuda:1", 1, "two", "nccl-threads");
+  expect_same(two, one, "2 GPUs over NCCL in one process");
 }
 
 }  // namespace

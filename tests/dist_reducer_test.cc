@@ -1,9 +1,8 @@
 // GradientReducer's token weighting, in one process: with the local communicator, and with a
-// small in-memory "world" of threads that stands in for several ranks (the real multi-process
+// dist::ThreadWorld of threads that stands in for several ranks (the real multi-process
 // runs are in dist_mpi_test.cc).
 #include <gtest/gtest.h>
 
-#include <barrier>
 #include <cmath>
 #include <functional>
 #include <thread>
@@ -11,99 +10,49 @@
 #include "dist/toy_problem.h"
 #include "recur/dist/communicator.h"
 #include "recur/dist/data_parallel.h"
+#include "recur/dist/thread_world.h"
 #include "test_util.h"
 
 namespace recur {
 namespace {
 
-// Ranks as threads sharing memory: every collective is two barrier phases (publish, then read).
-class ThreadWorld {
- public:
-  explicit ThreadWorld(int size) : size_(size), sync_(size), slots_(static_cast<size_t>(size)) {}
-  int size() const { return size_; }
-  std::barrier<>& sync() { return sync_; }
-  std::vector<std::vector<double>>& slots() { return slots_; }
-
- private:
-  int size_;
-  std::barrier<> sync_;
-  std::vector<std::vector<double>> slots_;
-};
-
+// A rank of a dist::ThreadWorld that counts its all-reduces.
 class ThreadCommunicator final : public dist::Communicator {
  public:
-  ThreadCommunicator(ThreadWorld& world, int rank) : world_(world), rank_(rank) {}
-  int rank() const override { return rank_; }
-  int size() const override { return world_.size(); }
-  int local_rank() const override { return rank_; }
-  int local_size() const override { return world_.size(); }
-  std::string name() const override { return "threads"; }
-  Device device() const override { return Device::cpu(); }
-  const dist::CommOptions& options() const override { return options_; }
-
+  explicit ThreadCommunicator(std::unique_ptr<dist::Communicator> inner) : inner_(std::move(inner)) {}
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  int local_rank() const override { return inner_->local_rank(); }
+  int local_size() const override { return inner_->local_size(); }
+  std::string name() const override { return inner_->name(); }
+  Device device() const override { return inner_->device(); }
+  const dist::CommOptions& options() const override { return inner_->options(); }
   std::unique_ptr<dist::Work> all_reduce_async(Tensor& t, dist::ReduceOp op, double scale) override {
     ++all_reduces;
-    std::vector<double> mine(static_cast<size_t>(t.numel()));
-    for (int64_t i = 0; i < t.numel(); ++i) mine[static_cast<size_t>(i)] = t.item(i) * scale;
-    const std::vector<double> all = exchange(mine);
-    const size_t n = mine.size();
-    for (size_t i = 0; i < n; ++i) {
-      double s = 0;
-      for (int r = 0; r < size(); ++r) s += all[static_cast<size_t>(r) * n + i];
-      if (op == dist::ReduceOp::Avg) s /= size();
-      if (t.dtype() == DType::F32) t.f32()[i] = static_cast<float>(s);
-      else t.data<double>()[i] = s;
-    }
-    return std::make_unique<Done>();
+    return inner_->all_reduce_async(t, op, scale);
   }
-  void broadcast(Tensor& t, int root) override {
-    std::vector<double> mine(static_cast<size_t>(t.numel()));
-    for (int64_t i = 0; i < t.numel(); ++i) mine[static_cast<size_t>(i)] = t.item(i);
-    const std::vector<double> all = exchange(mine);
-    for (size_t i = 0; i < mine.size(); ++i) {
-      const double v = all[static_cast<size_t>(root) * mine.size() + i];
-      if (t.dtype() == DType::F32) t.f32()[i] = static_cast<float>(v);
-      else t.data<double>()[i] = v;
-    }
-  }
-  std::vector<double> all_gather(const std::vector<double>& values) override { return exchange(values); }
-  std::vector<int64_t> all_gather(const std::vector<int64_t>& values) override {
-    std::vector<double> d(values.begin(), values.end());
-    std::vector<double> all = exchange(d);
-    return std::vector<int64_t>(all.begin(), all.end());
-  }
+  void broadcast(Tensor& t, int root) override { inner_->broadcast(t, root); }
+  std::vector<double> all_gather(const std::vector<double>& values) override { return inner_->all_gather(values); }
+  std::vector<int64_t> all_gather(const std::vector<int64_t>& values) override { return inner_->all_gather(values); }
   using dist::Communicator::all_gather;
-  void barrier() override { world_.sync().arrive_and_wait(); }
-  [[noreturn]] void abort(int code) override { std::_Exit(code); }
+  void barrier() override { inner_->barrier(); }
+  [[noreturn]] void abort(int code) override {
+    inner_->abort(code);
+    std::_Exit(code);  // not reached
+  }
 
   int all_reduces = 0;
 
  private:
-  struct Done final : dist::Work {
-    void wait() override {}
-    bool test() override { return true; }
-  };
-  std::vector<double> exchange(const std::vector<double>& mine) {
-    world_.slots()[static_cast<size_t>(rank_)] = mine;
-    world_.sync().arrive_and_wait();
-    std::vector<double> all;
-    for (const auto& s : world_.slots()) all.insert(all.end(), s.begin(), s.end());
-    world_.sync().arrive_and_wait();
-    return all;
-  }
-  ThreadWorld& world_;
-  int rank_;
-  dist::CommOptions options_;
+  std::unique_ptr<dist::Communicator> inner_;
 };
 
 // Runs fn(rank, comm) on one thread per rank.
 void run_world(int size, const std::function<void(int, ThreadCommunicator&)>& fn) {
-  ThreadWorld world(size);
+  dist::ThreadWorld world(size);
   std::vector<std::unique_ptr<ThreadCommunicator>> comms;
-  for (int r = 0; r < size; ++r) comms.push_back(std::make_unique<ThreadCommunicator>(world, r));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < size; ++r) threads.emplace_back([&, r] { fn(r, *comms[static_cast<size_t>(r)]); });
-  for (auto& t : threads) t.join();
+  for (int r = 0; r < size; ++r) comms.push_back(std::make_unique<ThreadCommunicator>(world.communicator(r)));
+  world.run(1, [&](int r) { fn(r, *comms[static_cast<size_t>(r)]); });
 }
 
 // Parameters with gradients set directly: rank r's gradient of parameter p is a known tensor.
@@ -218,14 +167,9 @@ TEST(DistReducer, LaterStepsAccumulateStraightIntoTheBuckets) {
     std::vector<const void*> where;
     for (size_t step = 0; step < splits.size(); ++step) {
       const auto& mine = splits[step][static_cast<size_t>(r)];
-      // One rank at a time: the ops share the process's thread pool, which takes one caller.
-      for (int turn = 0; turn < comm.size(); ++turn) {
-        comm.barrier();
-        if (turn != r) continue;
-        for (auto& [name, v] : model.named_parameters()) v.zero_grad();
-        disttest::toy_step(model, data, mine);
-      }
-      comm.barrier();
+      // Both ranks at once: each has its own thread pool (ThreadWorld::run).
+      for (auto& [name, v] : model.named_parameters()) v.zero_grad();
+      disttest::toy_step(model, data, mine);
       int64_t tokens = 0;
       for (int64_t i : mine) tokens += data[static_cast<size_t>(i)].length();
       red.reduce(tokens);

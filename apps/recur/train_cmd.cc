@@ -388,17 +388,13 @@ Metrics evaluate_split(models::Seq2Vec& model, const TaskData& t, bool test) {
               : evaluate(model, t.valid, 256, t, &t.valid_actual, &t.valid_naive, &t.valid_level);
 }
 
-/// Thrown when SIGINT stopped training after saving; main turns it into exit status 130.
-struct Interrupted : std::exception {
-  const char* what() const noexcept override { return "interrupted"; }
-};
-
 struct TrainSettings {
   std::string config_path;
   std::vector<std::string> sets;
   std::string resume;
   std::string out = "out/train";
   std::string device;
+  std::string devices;
   int threads = 0;
   int64_t seed = -1;
   bool print_config = false;
@@ -789,23 +785,28 @@ void add_train(CLI::App& app) {
   cmd->add_option("--out", s->out, "Output folder (checkpoints, metrics.jsonl)");
   cmd->add_option("--threads", s->threads, "Threads (overrides train.threads)")->check(CLI::PositiveNumber);
   cmd->add_option("--device", s->device, "cpu | cuda | cuda:N (overrides train.device)");
+  cmd->add_option("--devices", s->devices,
+                  "Data parallelism in one process: one replica per listed device, as threads, e.g. cuda:0,cuda:1 "
+                  "or cpu,cpu (under mpirun: local rank i trains on the i-th device)");
   cmd->add_option("--seed", s->seed, "Seed (overrides train.seed)");
   cmd->add_flag("--print-config", s->print_config, "Print the resolved config with a line of doc per key and exit");
   cmd->callback([s] {
-    if (is_video_config(s->config_path, s->sets)) {
-      train_video({s->config_path, s->sets, s->resume, s->out, s->device, s->threads, s->seed, s->print_config});
-      return;
-    }
-    if (is_vec2seq_config(s->config_path, s->sets)) {
-      train_vec2seq({s->config_path, s->sets, s->resume, s->out, s->device, s->threads, s->seed, s->print_config});
-      return;
-    }
-    if (is_seq2seq_config(s->config_path, s->sets)) {
-      train_seq2seq({s->config_path, s->sets, s->resume, s->out, s->device, s->threads, s->seed, s->print_config});
-      return;
-    }
+    auto task = [s] {
+      const Seq2SeqTrainArgs a{s->config_path, s->sets, s->resume, s->out, s->device, s->threads, s->seed, s->print_config};
+      if (is_video_config(s->config_path, s->sets)) train_video(a);
+      else if (is_vec2seq_config(s->config_path, s->sets)) train_vec2seq(a);
+      else if (is_seq2seq_config(s->config_path, s->sets)) train_seq2seq(a);
+      else run_train(*s);
+    };
     try {
-      run_train(*s);
+      if (s->devices.empty() || s->print_config) {
+        task();
+        return;
+      }
+      RECUR_CHECK(s->device.empty(), "train: give --device or --devices, not both (--device {}, --devices {})", s->device,
+                  s->devices);
+      // One process per rank (mpirun): this rank's device from the list; else one replica per device.
+      run_on_devices(s->devices, s->device, task);
     } catch (const Interrupted&) {
       std::exit(130);
     }

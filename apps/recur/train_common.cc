@@ -8,7 +8,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <numeric>
+#include <sstream>
+#include <thread>
 #include <utility>
 #include <yaml-cpp/yaml.h>
 
@@ -17,6 +20,7 @@
 #include "recur/core/cuda.h"
 #include "recur/core/rng.h"
 #include "recur/core/thread_pool.h"
+#include "recur/dist/thread_world.h"
 #include "recur/ops/basic.h"
 #include "recur/train/checkpoint.h"
 
@@ -41,8 +45,9 @@ std::vector<ConfigKey> common_train_keys() {
        "examples (sentences) per micro-batch; a step's global batch is batch x accumulate, split over all ranks", {}},
       {"train.accumulate", V::Int, "1", "micro-batches whose gradients are accumulated into one step", {}},
       {"train.communicator", V::String, "auto",
-       "data parallelism: auto (MPI when started by mpirun, else local), local, mpi or nccl",
-       {"auto", "local", "mpi", "nccl"}},
+       "data parallelism: auto (MPI when started by mpirun; with --devices in one process NCCL when every device is a "
+       "GPU, else threads; else local), local, mpi, nccl or threads (--devices replicas, GPU tensors through the host)",
+       {"auto", "local", "mpi", "nccl", "threads"}},
       {"train.balance", V::String, "tokens",
        "data parallelism: split each global batch by tokens (deterministic), or by tokens and each rank's measured "
        "speed (for uneven ranks; the split, and so the run, then depends on timing)",
@@ -131,14 +136,97 @@ Device select_device(const std::string& name, bool allow_tf32) {
   return dev;
 }
 
+namespace {
+// Set on each replica thread of run_on_devices: its rank of the world and its device.
+struct Replica {
+  dist::ThreadWorld* world = nullptr;
+  int rank = 0;
+  Device device;
+  bool all_cuda = false;  // every replica is on a GPU of its own: NCCL can carry the gradients
+};
+thread_local const Replica* t_replica = nullptr;
+
+std::vector<Device> parse_devices(const std::string& list) {
+  std::vector<Device> out;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    RECUR_CHECK(!item.empty(), "--devices '{}': an empty entry (expected e.g. cuda:0,cuda:1 or cpu,cpu)", list);
+    out.push_back(Device::parse(item));
+  }
+  RECUR_CHECK(!out.empty(), "--devices is empty (expected e.g. cuda:0,cuda:1 or cpu,cpu)");
+  return out;
+}
+}  // namespace
+
+void run_on_devices(const std::string& list, std::string& device, const std::function<void()>& task) {
+  const std::vector<Device> devices = parse_devices(list);
+  if (dist::launched_by_mpirun()) {
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    const int lr = local ? std::atoi(local) : 0;
+    RECUR_CHECK(lr < static_cast<int>(devices.size()),
+                "--devices {}: this process is local rank {} on its machine, but only {} device(s) are listed; start "
+                "at most {} processes per machine (mpirun -npernode {}) or list more devices",
+                list, lr, devices.size(), devices.size(), devices.size());
+    device = devices[static_cast<size_t>(lr)].str();
+    task();
+    return;
+  }
+  if (devices.size() == 1) {
+    device = devices[0].str();
+    task();
+    return;
+  }
+  bool all_cuda = std::all_of(devices.begin(), devices.end(), [](const Device& d) { return d.is_cuda(); });
+  for (size_t i = 0; i < devices.size(); ++i)  // NCCL takes one rank per GPU
+    for (size_t j = i + 1; j < devices.size(); ++j) all_cuda = all_cuda && !(devices[i] == devices[j]);
+  dist::ThreadWorld world(static_cast<int>(devices.size()));
+  world.run(1, [&](int rank) {
+    const Replica replica{&world, rank, devices[static_cast<size_t>(rank)], all_cuda};
+    t_replica = &replica;
+    struct Reset {
+      ~Reset() { t_replica = nullptr; }
+    } reset;
+    task();
+  });
+}
+
 TrainProcess start_training_process(const Config& c) {
-  set_num_threads(static_cast<int>(c.get_int("train.threads")));
+  const int threads = static_cast<int>(c.get_int("train.threads"));
+  set_num_threads(threads);
   TrainProcess p;
-  p.device = select_device(c.get_string("train.device"), c.get_bool("train.allow_tf32"));
   dist::CommOptions copt;
   copt.timeout_s = c.get_float("train.comm_timeout");
-  if (p.device.is_cuda()) copt.device = p.device;
-  p.comm = dist::make_communicator(c.get_string("train.communicator"), copt);
+  const std::string kind = c.get_string("train.communicator");
+  if (t_replica) {
+    // A replica of run_on_devices: its device, its rank of the world of threads.
+    p.device = select_device(t_replica->device.str(), c.get_bool("train.allow_tf32"));
+    t_replica->world->set_timeout(copt.timeout_s);
+    std::unique_ptr<dist::Communicator> host = t_replica->world->communicator(t_replica->rank);
+    RECUR_CHECK(kind == "auto" || kind == "nccl" || kind == "threads",
+                "config: train.communicator is '{}', but --devices runs {} replicas as threads of this process; use "
+                "auto (NCCL when every device is a GPU and the build has it, else threads), nccl or threads",
+                kind, host->size());
+    RECUR_CHECK(kind != "nccl" || t_replica->all_cuda,
+                "config: train.communicator nccl needs every --devices entry to be a different GPU (NCCL takes one "
+                "rank per GPU); train.communicator threads stages GPU tensors through the host instead");
+    const bool nccl = kind == "nccl" || (kind == "auto" && t_replica->all_cuda && dist::nccl_compiled());
+    if (nccl) copt.device = p.device;
+    p.comm = nccl ? dist::make_nccl_communicator(std::move(host), copt) : std::move(host);
+    const unsigned cores = std::thread::hardware_concurrency();
+    if (p.comm->rank() == 0 && p.device.is_cpu() && cores > 0 &&
+        static_cast<unsigned>(p.comm->size() * threads) > cores)
+      std::cerr << fmt::format("note: {} replicas x {} threads (train.threads) on {} cores; set --threads {} so that "
+                               "they do not compete for cores\n",
+                               p.comm->size(), threads, cores, std::max<unsigned>(1, cores / static_cast<unsigned>(p.comm->size())));
+  } else {
+    RECUR_CHECK(kind != "threads",
+                "config: train.communicator threads is a world of replicas in one process: it needs --devices with "
+                "several devices (e.g. --devices cpu,cpu)");
+    p.device = select_device(c.get_string("train.device"), c.get_bool("train.allow_tf32"));
+    if (p.device.is_cuda()) copt.device = p.device;
+    p.comm = dist::make_communicator(kind, copt);
+  }
   p.lead = p.comm->rank() == 0;
   p.log = p.lead ? &std::cerr : &null_stream();
   return p;
@@ -147,13 +235,22 @@ TrainProcess start_training_process(const Config& c) {
 namespace {
 volatile std::sig_atomic_t g_sigint = 0;
 extern "C" void on_training_sigint(int) { g_sigint = 1; }
+// Replicas run as threads each hold a scope: the first installs the handler, the last restores it.
+std::mutex g_sigint_mu;
+int g_sigint_scopes = 0;
 }  // namespace
 
 SigintScope::SigintScope() {
-  g_sigint = 0;
-  std::signal(SIGINT, on_training_sigint);
+  std::lock_guard<std::mutex> lock(g_sigint_mu);
+  if (g_sigint_scopes++ == 0) {
+    g_sigint = 0;
+    std::signal(SIGINT, on_training_sigint);
+  }
 }
-SigintScope::~SigintScope() { std::signal(SIGINT, SIG_DFL); }
+SigintScope::~SigintScope() {
+  std::lock_guard<std::mutex> lock(g_sigint_mu);
+  if (--g_sigint_scopes == 0) std::signal(SIGINT, SIG_DFL);
+}
 bool SigintScope::raised() { return g_sigint != 0; }
 
 bool StepTotals::finite() const { return std::isfinite(loss); }
@@ -391,7 +488,7 @@ void run_epochs(const Config& c, const EpochsArgs& a, TrainProcess& proc, nn::Mo
         // Resuming from it reruns this epoch from its start (with the weights reached so far).
         if (proc.lead) train::save_checkpoint(path, model, opt.get(), meta(epoch - 1), ema.get());
         log << fmt::format("\ninterrupted at epoch {} step {}: saved {}\n", epoch, step, path);
-        std::exit(130);
+        throw Interrupted();
       }
     }
     model.train(false);

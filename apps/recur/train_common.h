@@ -54,9 +54,23 @@ train::LrScheduleOptions schedule_options(const Config& c, int64_t steps_per_epo
 /// exist; sets the GPU's TF32 choice.
 Device select_device(const std::string& name, bool allow_tf32);
 
+/// Thrown by a training loop that stopped on Ctrl-C after saving; `recur train` exits with status 130.
+struct Interrupted : std::exception {
+  const char* what() const noexcept override { return "interrupted"; }
+};
+
+/// `recur train --devices LIST` (comma-separated, e.g. "cuda:0,cuda:1" or "cpu,cpu"). Started by
+/// mpirun: sets `device` to the entry of this process's local rank and runs `task` once. Otherwise
+/// runs `task` on one thread per entry, a data-parallel world of threads (dist::ThreadWorld): on
+/// each, start_training_process gives the task that rank's device and communicator ("threads";
+/// NCCL over it for GPUs when built with NCCL), and its own thread pool of train.threads threads.
+/// Rethrows the first failure of any replica after all have ended.
+void run_on_devices(const std::string& list, std::string& device, const std::function<void()>& task);
+
 /// A training process: train.threads, the device (train.device, train.allow_tf32), and the
-/// communicator (train.communicator, train.comm_timeout; one process is a world of one). Only
-/// rank 0 (`lead`) logs and writes files; `log` discards on the other ranks.
+/// communicator (train.communicator, train.comm_timeout; one process is a world of one; inside
+/// run_on_devices, the replica's rank of the world of threads). Only rank 0 (`lead`) logs and
+/// writes files; `log` discards on the other ranks.
 struct TrainProcess {
   Device device = Device::cpu();
   std::unique_ptr<dist::Communicator> comm;

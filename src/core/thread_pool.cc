@@ -124,7 +124,11 @@ void ThreadPool::parallel_for(int64_t n, int64_t min_grain, const std::function<
 }
 
 namespace {
+// The calling thread's own pool while a ThreadPoolScope is alive on it (null: the global one).
+thread_local std::unique_ptr<ThreadPool>* t_scoped = nullptr;
+
 std::unique_ptr<ThreadPool>& pool_slot() {
+  if (t_scoped) return *t_scoped;
   static std::unique_ptr<ThreadPool> pool;
   return pool;
 }
@@ -157,6 +161,14 @@ void set_num_threads(int n) {
 }
 
 int num_threads() { return thread_pool().size(); }
+
+ThreadPoolScope::ThreadPoolScope(int threads) : pool_(std::make_unique<ThreadPool>(threads)), previous_(t_scoped) {
+  t_scoped = &pool_;
+  openblas_set_num_threads(1);
+  apply_denormal_mode(g_flush.load());
+}
+
+ThreadPoolScope::~ThreadPoolScope() { t_scoped = previous_; }
 
 void set_flush_denormals(bool on) {
   g_flush.store(on);

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -59,7 +60,9 @@ struct DeviceLayout {
 // A small cache of uploaded layouts: a training step reuses its batch's layout in every layer, in
 // forward and backward, and benchmarks reuse one layout throughout, so uploads (which wait for the
 // stream) happen once per new batch.
-const DeviceLayout& device_layout(const PackedBatch& pb, const std::vector<int64_t>& mask, int device) {
+// Shared, so that a layout in use on one thread survives its eviction by another (data-parallel
+// replicas on several GPUs run as threads of one process).
+std::shared_ptr<const DeviceLayout> device_layout(const PackedBatch& pb, const std::vector<int64_t>& mask, int device) {
   std::vector<int64_t> key;
   key.reserve(pb.batch_sizes.size() + pb.offsets.size() + mask.size() + 2 * pb.sorted_indices.size() + 3);
   key.push_back(device);
@@ -71,20 +74,20 @@ const DeviceLayout& device_layout(const PackedBatch& pb, const std::vector<int64
   key.insert(key.end(), pb.sorted_indices.begin(), pb.sorted_indices.end());
   key.insert(key.end(), pb.unsorted_indices.begin(), pb.unsorted_indices.end());
   static std::mutex mu;
-  static std::list<DeviceLayout>* cache = new std::list<DeviceLayout>();  // never destroyed
+  static auto* cache = new std::list<std::shared_ptr<const DeviceLayout>>();  // never destroyed
   std::lock_guard<std::mutex> lock(mu);
   for (auto it = cache->begin(); it != cache->end(); ++it) {
-    if (it->key == key) {
+    if ((*it)->key == key) {
       cache->splice(cache->begin(), *cache, it);
       return cache->front();
     }
   }
-  DeviceLayout d;
-  d.T = static_cast<int>(pb.steps());
-  d.B = static_cast<int>(pb.batch());
-  d.has_mask = !mask.empty();
-  d.table = upload_i32(std::vector<int64_t>(key.begin() + 3, key.end()), device);
-  d.key = std::move(key);
+  auto d = std::make_shared<DeviceLayout>();
+  d->T = static_cast<int>(pb.steps());
+  d->B = static_cast<int>(pb.batch());
+  d->has_mask = !mask.empty();
+  d->table = upload_i32(std::vector<int64_t>(key.begin() + 3, key.end()), device);
+  d->key = std::move(key);
   cache->push_front(std::move(d));
   if (cache->size() > 16) cache->pop_back();
   return cache->front();
@@ -154,7 +157,8 @@ void rnn_layer_forward(Tensor* y, Tensor* hn, Tensor* cn, ops::RnnCache* cache, 
   const Dims d = layer_dims(x, pb, w, cell);
   RECUR_CHECK(d.N * d.GH <= INT32_MAX * 64LL, "rnn layer: {} tokens x {} gate rows too large", d.N, d.GH);
 
-  const DeviceLayout& L = device_layout(pb, opt.mask_lengths, dev);
+  const std::shared_ptr<const DeviceLayout> layout = device_layout(pb, opt.mask_lengths, dev);
+  const DeviceLayout& L = *layout;
   const kern::StepInfo si = step_info(L, opt.reverse);
 
   Tensor gates({d.N, d.GH}, DType::F32, D);
@@ -237,7 +241,8 @@ void rnn_layer_backward(Tensor* dx, Tensor* dh0, Tensor* dc0, const ops::RnnWeig
   const int code = cell_code(cell);
   const bool lstm = cell == CellType::LSTM, gru = cell == CellType::GRU;
   const Dims d = layer_dims(x, pb, w, cell);
-  const DeviceLayout& L = device_layout(pb, opt.mask_lengths, dev);
+  const std::shared_ptr<const DeviceLayout> layout = device_layout(pb, opt.mask_lengths, dev);
+  const DeviceLayout& L = *layout;
   const kern::StepInfo si = step_info(L, opt.reverse);
 
   Tensor h_prev({d.N, d.H}, DType::F32, D);

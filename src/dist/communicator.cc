@@ -96,6 +96,11 @@ std::unique_ptr<Communicator> make_communicator(const std::string& kind, const C
   return make_communicator(parse_backend(kind), options);
 }
 
+std::unique_ptr<Communicator> make_nccl_communicator(std::unique_ptr<Communicator> host, const CommOptions& options) {
+  RECUR_CHECK(host != nullptr, "make_nccl_communicator: no host communicator");
+  return detail::make_nccl_communicator(std::move(host), options);
+}
+
 Device select_device(const std::vector<Device>& devices, const Communicator& comm) {
   RECUR_CHECK(!devices.empty(), "select_device: empty device list");
   const int lr = comm.local_rank();

@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -47,13 +48,30 @@ class ThreadPool {
   bool busy_ = false;
 };
 
-/// The process-wide pool (one of the two allowed global objects, with the allocator).
+/// The calling thread's pool: its own one while a ThreadPoolScope is alive on it, else the
+/// process-wide pool (one of the two allowed global objects, with the allocator).
 ThreadPool& thread_pool();
-/// Sets the pool size (n >= 1) and makes OpenBLAS single-threaded: recur splits GEMMs over its
-/// own n threads (src/cpu/gemm.h), so GEMMs, pointwise loops and the persistent RNN steps share
-/// the same n threads and never oversubscribe the cores.
+/// Sets the size (n >= 1) of the calling thread's pool (see thread_pool()) and makes OpenBLAS
+/// single-threaded: recur splits GEMMs over its own n threads (src/cpu/gemm.h), so GEMMs, pointwise
+/// loops and the persistent RNN steps share the same n threads and never oversubscribe the cores.
 void set_num_threads(int n);
 int num_threads();
+
+/// Gives the calling thread a pool of its own for the scope's lifetime: thread_pool(),
+/// set_num_threads() and num_threads() on this thread then use it. Data-parallel replicas that run
+/// as threads of one process (dist::ThreadWorld) each drive their own pool this way, since a pool
+/// serves one caller at a time. Scopes nest; each restores the previous pool when it ends.
+class ThreadPoolScope {
+ public:
+  explicit ThreadPoolScope(int threads);
+  ~ThreadPoolScope();
+  ThreadPoolScope(const ThreadPoolScope&) = delete;
+  ThreadPoolScope& operator=(const ThreadPoolScope&) = delete;
+
+ private:
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<ThreadPool>* previous_;
+};
 /// Flush-to-zero / denormals-are-zero on the caller and every pool thread (on by default; the
 /// environment variable RECUR_KEEP_DENORMALS=1 starts with it off). Arithmetic on denormals is
 /// ~100x slower on x86 and the values are below float's useful range for training.

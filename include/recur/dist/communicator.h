@@ -133,6 +133,12 @@ std::unique_ptr<Communicator> make_communicator(Backend backend, const CommOptio
 /// The same from "auto", "local", "mpi" or "nccl".
 std::unique_ptr<Communicator> make_communicator(const std::string& kind, const CommOptions& options = {});
 
+/// NCCL on this rank's GPU (options.device; unset: cuda:(local rank % GPUs)) over `host`, which
+/// carries the unique id at start-up, host tensors, metrics and barriers: an MPI rank, or a rank
+/// of a ThreadWorld for several GPUs driven by one process. Every rank calls it at the same time
+/// (NCCL's set-up waits for all of them). Throws recur::Error in a build without NCCL.
+std::unique_ptr<Communicator> make_nccl_communicator(std::unique_ptr<Communicator> host, const CommOptions& options);
+
 /// True when this process was started by OpenMPI's mpirun (OMPI_COMM_WORLD_SIZE is set).
 bool launched_by_mpirun();
 /// The device a rank trains on: Device::parse(name), except that a bare "cuda" in a process
