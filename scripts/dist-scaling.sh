@@ -7,7 +7,8 @@
 # for both runs; EXTRA2: overrides for the 2-rank run only, e.g. EXTRA2="--set train.batch=128" keeps 64
 # examples a rank, as PyTorch DDP's per-GPU batch does; EXTRA2="--set train.balance=speed" splits batches by the
 # ranks' measured speeds; TWO_ONLY=1 reruns only the 2-rank run against the 1-rank run already in OUT;
-# BIND=core pins each rank to a core, default none)
+# BIND=core pins each rank to a core, default none; LAUNCH=threads runs the 2 ranks as threads of one process,
+# recur train --devices cpu,cpu, instead of 2 processes under mpirun)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MIN=${1:-1}
@@ -27,8 +28,12 @@ else
   mkdir -p "$OUT"
   "$BIN" train "$CONFIG" "${common[@]}" --out "$OUT/1" >"$OUT/1.log" 2>&1
 fi
-mpirun --allow-run-as-root --oversubscribe --bind-to "${BIND:-none}" -np 2 \
-  "$BIN" train "$CONFIG" "${common[@]}" ${EXTRA2:-} --out "$OUT/2" >"$OUT/2.log" 2>&1
+if [[ "${LAUNCH:-mpirun}" == threads ]]; then
+  "$BIN" train "$CONFIG" "${common[@]}" ${EXTRA2:-} --devices cpu,cpu --out "$OUT/2" >"$OUT/2.log" 2>&1
+else
+  mpirun --allow-run-as-root --oversubscribe --bind-to "${BIND:-none}" -np 2 \
+    "$BIN" train "$CONFIG" "${common[@]}" ${EXTRA2:-} --out "$OUT/2" >"$OUT/2.log" 2>&1
+fi
 python3 - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]

@@ -211,6 +211,27 @@ TEST_F(CliDist, Seq2SeqTwoRanksEqualOneProcessAndAccumulation) {
   for (const auto& secs : row["rank_compute_s"]) EXPECT_GT(secs.get<double>(), 0.0) << row;
 }
 
+// Under mpirun, --devices gives each process the entry of its local rank; too short a list is
+// refused by the rank left without a device.
+TEST_F(CliDist, DevicesUnderMpirunMapLocalRanks) {
+  write_text_task();
+  const auto one = train("text.yaml", "--set train.batch=8", 1, "one");
+  const auto two = train("text.yaml", "--set train.batch=8 --devices cpu,cpu", 2, "two");
+  expect_same(two, one, "2 ranks with --devices");
+  const std::string line = fmt::format(
+      "timeout -k 5 60 mpirun --allow-run-as-root --oversubscribe --bind-to none -x ASAN_OPTIONS=detect_leaks=0 -np 2 "
+      "{} train {} --devices cpu --out {} 2>&1 </dev/null",
+      RECUR_BINARY, path("text.yaml"), path("short"));
+  FILE* p = popen(line.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string text;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) text.append(buf, n);
+  const int status = pclose(p);
+  EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text;
+  EXPECT_NE(text.find("local rank 1 on its machine, but only 1 device(s) are listed"), std::string::npos) << text;
+}
+
 // Killing one of two ranks mid-training: the job ends non-zero, soon, naming the dead rank.
 TEST_F(CliDist, KillingARankMidTrainingEndsTheJobNamingIt) {
   {
