@@ -159,6 +159,22 @@ TEST(DistThreads, ARankThatNeverArrivesTimesOutNamingIt) {
   EXPECT_NE(late.find("did not complete"), std::string::npos) << late;
 }
 
+TEST(DistThreadsDeathTest, ARankStuckOutsideCollectivesEndsTheProcess) {
+  // Rank 1 fails; rank 0 never calls another collective. The process cannot wait for it forever.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        dist::CommOptions opt;
+        opt.timeout_s = 0.3;
+        dist::ThreadWorld world(2, opt);
+        world.run(1, [&](int r) {
+          if (r == 1) RECUR_FAIL("rank 1 broke");
+          for (;;) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        });
+      },
+      ::testing::ExitedWithCode(1), "rank 1 broke.*1 of 2 ranks \\(threads\\) still running 0 s after rank 1 failed");
+}
+
 TEST(DistThreads, RanksInDifferentCollectivesAreToldSo) {
   dist::ThreadWorld world(2);
   std::vector<std::string> seen(2);

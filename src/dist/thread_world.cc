@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <mutex>
@@ -346,8 +347,9 @@ std::string ThreadWorld::failure() const {
 
 void ThreadWorld::run(int threads, const std::function<void(int rank)>& fn) {
   std::vector<std::exception_ptr> errors(static_cast<size_t>(s_->size));
-  std::mutex first_mu;
-  int first = -1;
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  int first = -1, running = s_->size;
   std::vector<std::thread> ranks;
   for (int r = 0; r < s_->size; ++r) {
     ranks.emplace_back([&, r] {
@@ -357,12 +359,30 @@ void ThreadWorld::run(int threads, const std::function<void(int rank)>& fn) {
       } catch (...) {
         errors[static_cast<size_t>(r)] = std::current_exception();
         {
-          std::lock_guard<std::mutex> lock(first_mu);
+          std::lock_guard<std::mutex> lock(done_mu);
           if (first < 0) first = r;
         }
         fail(r, message_of(errors[static_cast<size_t>(r)]));
       }
+      std::lock_guard<std::mutex> lock(done_mu);
+      --running;
+      done_cv.notify_all();
     });
+  }
+  {
+    // After a failure the others end at their next collective. One that does not (stuck outside
+    // collectives) would keep the process alive forever: as MPI_Abort ends the ranks of a job,
+    // end the process once it has had the collective timeout to notice.
+    std::unique_lock<std::mutex> lock(done_mu);
+    done_cv.wait(lock, [&] { return running == 0 || first >= 0; });
+    const double grace = s_->options.timeout_s;
+    if (running > 0 && grace > 0 &&
+        !done_cv.wait_for(lock, std::chrono::duration<double>(grace), [&] { return running == 0; })) {
+      std::fprintf(stderr, "%s\n%d of %d ranks (threads) still running %.0f s after rank %d failed; ending the process\n",
+                   message_of(errors[static_cast<size_t>(first)]).c_str(), running, s_->size, grace, first);
+      std::fflush(stderr);
+      std::_Exit(1);
+    }
   }
   for (auto& t : ranks) t.join();
   if (first >= 0) std::rethrow_exception(errors[static_cast<size_t>(first)]);

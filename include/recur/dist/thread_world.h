@@ -42,7 +42,9 @@ class ThreadWorld {
   /// Runs fn(rank) on one thread per rank, each under a ThreadPoolScope of `threads` threads, and
   /// returns when all have returned. When one throws, the world fails (so that nobody waits for
   /// it) and, after every thread has ended, the first exception thrown is rethrown here: the
-  /// cause, not the other ranks' "rank r failed" errors that follow from it.
+  /// cause, not the other ranks' "rank r failed" errors that follow from it. A rank still running
+  /// CommOptions::timeout_s after the failure (stuck outside collectives) cannot be stopped from
+  /// outside: the process then prints the cause and exits with status 1, as MPI_Abort ends a job.
   void run(int threads, const std::function<void(int rank)>& fn);
 
   struct State;  // shared by the world and its communicators (thread_world.cc)
