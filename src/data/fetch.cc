@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <ostream>
 #include <sstream>
 
@@ -176,6 +177,11 @@ std::string default_cache_dir() {
 }
 
 FetchResult fetch_dataset(const std::string& name, const std::string& dir, std::ostream* log) {
+  // One fetch at a time in a process: data-parallel replicas run as threads (recur train --devices)
+  // all ask for the same data set, and the first one's download must be what the others find (the
+  // staging folder is named by the process id, so two threads would share it).
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
   const DatasetSource& src = find_source(name);
   if (src.kind == SourceKind::Debian && fs::is_directory(src.installed) && !fs::is_empty(src.installed)) {
     if (log) *log << name << ": using the installed copy in " << src.installed << "\n";
