@@ -201,6 +201,7 @@ TrainProcess start_training_process(const Config& c) {
   if (t_replica) {
     // A replica of run_on_devices: its device, its rank of the world of threads.
     p.device = select_device(t_replica->device.str(), c.get_bool("train.allow_tf32"));
+    if (p.device.is_cuda()) cuda::set_current_device(p.device.index);
     t_replica->world->set_timeout(copt.timeout_s);
     std::unique_ptr<dist::Communicator> host = t_replica->world->communicator(t_replica->rank);
     RECUR_CHECK(kind == "auto" || kind == "nccl" || kind == "threads",

@@ -27,6 +27,7 @@ MemoryStats memory_stats(int) { return {}; }
 void reset_peak(int) {}
 void empty_cache(int) {}
 void synchronize(int) {}
+void set_current_device(int device) { require(Device::cuda(device)); }
 void set_allow_tf32(bool) {}
 bool allow_tf32() { return false; }
 void set_rnn_persistent(bool) {}

@@ -171,28 +171,24 @@ void im2col_backward(Tensor* dx, Tensor* dw, const Tensor& dy, const Tensor& x, 
 
 constexpr int kMaxDevices = 16;
 
-struct CudnnState {
-  std::once_flag once;
-  cudnnHandle_t handle = nullptr;
-};
-
-// One handle per device, bound to the device's stream; never destroyed (like the allocators).
+// One handle per device and host thread, bound to the device's stream; never destroyed (like the
+// allocators). Per thread because a cuDNN handle must not be used by two threads at once, and
+// data-parallel replicas run as threads (two may share a GPU: recur train --devices cuda:0,cuda:0).
 cudnnHandle_t cudnn(int device) {
   RECUR_CHECK(device >= 0 && device < kMaxDevices, "cuDNN: device cuda:{} out of range", device);
-  static auto* states = new std::array<CudnnState, kMaxDevices>();
-  CudnnState& st = (*states)[static_cast<size_t>(device)];
-  std::call_once(st.once, [&] {
-    DeviceGuard g(device);
-    cudnnHandle_t h = nullptr;
-    RECUR_CUDNN_CHECK(cudnnCreate(&h));
-    const cudnnStatus_t s = cudnnSetStream(h, stream(device));
-    if (s != CUDNN_STATUS_SUCCESS) {
-      (void)cudnnDestroy(h);
-      fail_cudnn(s, __FILE__, __LINE__, "cudnnSetStream(h, stream(device))");
-    }
-    st.handle = h;
-  });
-  return st.handle;
+  thread_local std::array<cudnnHandle_t, kMaxDevices> handles{};
+  cudnnHandle_t& h = handles[static_cast<size_t>(device)];
+  if (h) return h;
+  DeviceGuard g(device);
+  cudnnHandle_t created = nullptr;
+  RECUR_CUDNN_CHECK(cudnnCreate(&created));
+  const cudnnStatus_t s = cudnnSetStream(created, stream(device));
+  if (s != CUDNN_STATUS_SUCCESS) {
+    (void)cudnnDestroy(created);
+    fail_cudnn(s, __FILE__, __LINE__, "cudnnSetStream(h, stream(device))");
+  }
+  h = created;
+  return h;
 }
 
 // The descriptors of one convolution (x, w, y, conv), destroyed with the object.

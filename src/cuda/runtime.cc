@@ -40,7 +40,8 @@ struct DeviceState {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   CachingAllocator* alloc = nullptr;  // never destroyed: tensors may outlive main
-  bool tf32 = false;
+  std::atomic<bool> tf32{false};  // the math mode set on `cublas` (replicas as threads share it)
+  std::mutex tf32_mu;
   // Pinned staging buffer for host<->device copies of pageable memory.
   std::mutex staging_mu;
   void* staging = nullptr;
@@ -124,9 +125,12 @@ cudaStream_t stream(int device) { return state(device).stream; }
 cublasHandle_t cublas(int device) {
   DeviceState& s = state(device);
   const bool want = g_tf32.load();
-  if (s.tf32 != want) {
-    RECUR_CUBLAS_CHECK(cublasSetMathMode(s.cublas, want ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
-    s.tf32 = want;
+  if (s.tf32.load() != want) {
+    std::lock_guard<std::mutex> lock(s.tf32_mu);
+    if (s.tf32.load() != want) {
+      RECUR_CUBLAS_CHECK(cublasSetMathMode(s.cublas, want ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+      s.tf32.store(want);
+    }
   }
   return s.cublas;
 }
@@ -152,6 +156,11 @@ void empty_cache(int device) {
 void synchronize(int device) {
   DeviceGuard g(device);
   RECUR_CUDA_CHECK(cudaStreamSynchronize(stream(device)));
+}
+
+void set_current_device(int device) {
+  require(Device::cuda(device));
+  RECUR_CUDA_CHECK(cudaSetDevice(device));
 }
 
 int device_of(const Tensor& t, const char* what) {

@@ -30,6 +30,9 @@ void reset_peak(int device);
 void empty_cache(int device);
 /// Waits for all work queued on the device's stream.
 void synchronize(int device);
+/// Makes cuda:device the calling thread's current device (each data-parallel replica run as a
+/// thread calls it for its own GPU, so that nothing of it lands on another one by default).
+void set_current_device(int device);
 
 /// TF32 tensor-core math for float32 GEMMs (off by default: results then match float32).
 void set_allow_tf32(bool on);
