@@ -375,7 +375,11 @@ void ThreadWorld::run(int threads, const std::function<void(int rank)>& fn) {
     // end the process once it has had the collective timeout to notice.
     std::unique_lock<std::mutex> lock(done_mu);
     done_cv.wait(lock, [&] { return running == 0 || first >= 0; });
-    const double grace = s_->options.timeout_s;
+    double grace = 0;
+    {
+      std::lock_guard<std::mutex> options_lock(s_->mu);  // replicas may still be setting it
+      grace = s_->options.timeout_s;
+    }
     if (running > 0 && grace > 0 &&
         !done_cv.wait_for(lock, std::chrono::duration<double>(grace), [&] { return running == 0; })) {
       std::fprintf(stderr, "%s\n%d of %d ranks (threads) still running %.0f s after rank %d failed; ending the process\n",
