@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <thread>
 
 #include "recur/core/error.h"
 #include "recur/data/subword.h"
@@ -174,6 +175,24 @@ TEST(DataSubword, TrainsEncodesAndRestoresFromItsSerializedForm) {
   SubwordModel back = SubwordModel::from_serialized(base64_decode(base64_encode(m.serialized())));
   EXPECT_EQ(back.encode("the lazy fox", 0), ids);
   EXPECT_THROW(SubwordModel::from_serialized("not a model"), Error);
+}
+
+// Replicas run as threads train on the same texts at once: they must agree (and not trip over
+// SentencePiece's process-wide state); other texts or sizes still get their own models.
+TEST(DataSubword, ConcurrentTrainingsOnTheSameTextsAgree) {
+  std::vector<std::string> texts;
+  for (int i = 0; i < 80; ++i) texts.push_back("replicas of one model agree on pieces " + std::to_string(i * 7));
+  std::vector<std::string> protos(3);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t)
+    threads.emplace_back([&, t] { protos[static_cast<size_t>(t)] = SubwordModel::train(texts, 48).serialized(); });
+  for (auto& th : threads) th.join();
+  ASSERT_FALSE(protos[0].empty());
+  EXPECT_EQ(protos[1], protos[0]);
+  EXPECT_EQ(protos[2], protos[0]);
+  EXPECT_NE(SubwordModel::train(texts, 32).serialized(), protos[0]);  // another size
+  texts.back() += " and one more word";
+  EXPECT_NE(SubwordModel::train(texts, 48).serialized(), protos[0]);  // other texts
 }
 
 }  // namespace

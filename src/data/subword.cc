@@ -3,7 +3,11 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <cstdint>
+#include <mutex>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "recur/core/error.h"
 
@@ -32,10 +36,39 @@ class LineIterator : public sentencepiece::SentenceIterator {
   size_t i_ = 0;
 };
 
+// What a training depends on: the vocabulary size and the texts (their count, total size and a
+// 64-bit FNV-1a hash over them, each followed by a separator).
+std::string training_key(const std::vector<std::string>& texts, int64_t vocab_size) {
+  uint64_t h = 14695981039346656037ull;
+  size_t bytes = 0;
+  auto mix = [&](unsigned char c) { h = (h ^ c) * 1099511628211ull; };
+  for (const auto& t : texts) {
+    for (unsigned char c : t) mix(c);
+    mix(0xff);
+    bytes += t.size();
+  }
+  return std::to_string(vocab_size) + "/" + std::to_string(texts.size()) + "/" + std::to_string(bytes) + "/" +
+         std::to_string(h);
+}
+
+// SentencePiece's trainer keeps process-wide state (its logging flags among others), so trainings
+// in one process take turns. Data-parallel replicas run as threads (recur train --devices) each
+// train on the same texts: the later ones take the first one's model from here. Training is
+// deterministic, so this changes no result, only the time.
+std::mutex g_train_mu;
+std::vector<std::pair<std::string, std::string>>& trained() {  // key -> model, the last few
+  static auto* models = new std::vector<std::pair<std::string, std::string>>();  // never destroyed
+  return *models;
+}
+
 }  // namespace
 
 SubwordModel SubwordModel::train(const std::vector<std::string>& texts, int64_t vocab_size) {
   RECUR_CHECK(vocab_size >= 8, "sentencepiece: vocab_size {} is too small", vocab_size);
+  const std::string key = training_key(texts, vocab_size);
+  std::lock_guard<std::mutex> lock(g_train_mu);
+  for (const auto& [k, proto] : trained())
+    if (k == key) return from_serialized(proto);
   LineIterator it(texts);
   RECUR_CHECK(!it.done(), "sentencepiece: no training text");
   std::string proto;
@@ -44,6 +77,9 @@ SubwordModel SubwordModel::train(const std::vector<std::string>& texts, int64_t 
                            " --eos_id=-1 --minloglevel=2 --num_threads=2 --shuffle_input_sentence=false";
   const auto status = sentencepiece::SentencePieceTrainer::Train(args, &it, &proto);
   RECUR_CHECK(status.ok(), "sentencepiece training failed: {}", status.ToString());
+  auto& models = trained();
+  models.emplace_back(key, proto);
+  if (models.size() > 4) models.erase(models.begin());
   return from_serialized(proto);
 }
 
