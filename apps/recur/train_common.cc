@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <csignal>
 #include <filesystem>
@@ -234,8 +236,15 @@ TrainProcess start_training_process(const Config& c) {
 }
 
 namespace {
-volatile std::sig_atomic_t g_sigint = 0;
-extern "C" void on_training_sigint(int) { g_sigint = 1; }
+// A lock-free atomic: set by the handler on whichever thread takes the signal, read by every
+// replica's thread (a volatile sig_atomic_t is only safe within one thread).
+std::atomic<bool> g_sigint{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+extern "C" void on_training_sigint(int) {
+  const int saved = errno;
+  g_sigint.store(true);
+  errno = saved;
+}
 // Replicas run as threads each hold a scope: the first installs the handler, the last restores it.
 std::mutex g_sigint_mu;
 int g_sigint_scopes = 0;
@@ -244,7 +253,7 @@ int g_sigint_scopes = 0;
 SigintScope::SigintScope() {
   std::lock_guard<std::mutex> lock(g_sigint_mu);
   if (g_sigint_scopes++ == 0) {
-    g_sigint = 0;
+    g_sigint.store(false);
     std::signal(SIGINT, on_training_sigint);
   }
 }
@@ -252,7 +261,7 @@ SigintScope::~SigintScope() {
   std::lock_guard<std::mutex> lock(g_sigint_mu);
   if (--g_sigint_scopes == 0) std::signal(SIGINT, SIG_DFL);
 }
-bool SigintScope::raised() { return g_sigint != 0; }
+bool SigintScope::raised() { return g_sigint.load(); }
 
 bool StepTotals::finite() const { return std::isfinite(loss); }
 

@@ -79,8 +79,9 @@ struct TrainProcess {
 };
 TrainProcess start_training_process(const Config& c);
 
-/// Ctrl-C while training: the handler only sets a flag (the one piece of global state in the CLI);
-/// the loop finishes its step, saves and stops. The destructor restores the default handler.
+/// Ctrl-C while training: the handler only sets an atomic flag (with the count of live scopes, the
+/// only global state in the CLI); the loop finishes its step, saves and stops. Replicas run as
+/// threads each hold a scope: the first installs the handler, the last restores the default.
 class SigintScope {
  public:
   SigintScope();
