@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
-.PHONY: all setup build test test-asan fuzz demo bench gpu-check clean
+.PHONY: all setup build test test-asan test-tsan fuzz demo bench gpu-check clean
 
 all: build
 
@@ -29,6 +29,15 @@ test-asan: setup
 	cmake --build $(BUILD)-asan -j $(JOBS) --target recur_tests recur_cli
 	cd $(BUILD)-asan && RECUR_NO_CACHE=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS)
+
+# The unit tests under ThreadSanitizer (separate build dir, no CUDA, no MPI: OpenMPI's own threads
+# are not instrumented). For the thread pool and data-parallel replicas run as threads
+# (dist::ThreadWorld, recur train --devices); about 12 minutes on 2 cores. Not part of .ci/run.
+test-tsan: setup
+	cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRECUR_CUDA=OFF -DRECUR_MPI=OFF \
+	  -DCMAKE_CXX_FLAGS=-fsanitize=thread -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread
+	cmake --build $(BUILD)-tsan -j $(JOBS) --target recur_tests recur_cli
+	cd $(BUILD)-tsan && ctest --output-on-failure -j $(JOBS)
 
 # libFuzzer on the safetensors reader for FUZZ_SECONDS (default 60).
 fuzz: setup
