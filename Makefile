@@ -32,7 +32,7 @@ test-asan: setup
 
 # The unit tests under ThreadSanitizer (separate build dir, no CUDA, no MPI: OpenMPI's own threads
 # are not instrumented). For the thread pool and data-parallel replicas run as threads
-# (dist::ThreadWorld, recur train --devices); about 12 minutes on 2 cores. Not part of .ci/run.
+# (dist::ThreadWorld, recur train --devices); about 9 minutes on 2 cores. Not part of .ci/run.
 test-tsan: setup
 	cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRECUR_CUDA=OFF -DRECUR_MPI=OFF \
 	  -DCMAKE_CXX_FLAGS=-fsanitize=thread -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread
