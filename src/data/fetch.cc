@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <ostream>
 #include <sstream>
 
@@ -181,17 +182,17 @@ FetchResult fetch_dataset(const std::string& name, const std::string& dir, std::
   // all ask for the same data set, and the first one's download must be what the others find (the
   // staging folder is named by the process id, so two threads would share it).
   static std::mutex mu;
+  static auto* reported = new std::set<std::string>();  // where each data set was found, said once
   std::lock_guard<std::mutex> lock(mu);
   const DatasetSource& src = find_source(name);
-  if (src.kind == SourceKind::Debian && fs::is_directory(src.installed) && !fs::is_empty(src.installed)) {
-    if (log) *log << name << ": using the installed copy in " << src.installed << "\n";
-    return {src.installed, false};
-  }
+  auto found = [&](const std::string& where, const char* what) {
+    if (log && reported->insert(name + "\n" + where).second) *log << name << what << where << "\n";
+    return FetchResult{where, false};
+  };
+  if (src.kind == SourceKind::Debian && fs::is_directory(src.installed) && !fs::is_empty(src.installed))
+    return found(src.installed, ": using the installed copy in ");
   const fs::path target = fs::path(dir) / name;
-  if (fs::is_directory(target)) {
-    if (log) *log << name << ": already in " << target.string() << "\n";
-    return {target.string(), false};
-  }
+  if (fs::is_directory(target)) return found(target.string(), ": already in ");
   std::error_code ec;
   fs::create_directories(dir, ec);
   RECUR_CHECK(!ec, "data fetch {}: cannot create {}: {}", name, dir, ec.message());
