@@ -229,7 +229,7 @@ TEST_F(CliDist, DevicesUnderMpirunMapLocalRanks) {
   for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) text.append(buf, n);
   const int status = pclose(p);
   EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text;
-  EXPECT_NE(text.find("local rank 1 on its machine, but only 1 device(s) are listed"), std::string::npos) << text;
+  EXPECT_NE(text.find("local rank 1 of 2 on its machine, but only 1 device(s) are listed"), std::string::npos) << text;
 }
 
 // Killing one of two ranks mid-training: the job ends non-zero, soon, naming the dead rank.

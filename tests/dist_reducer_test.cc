@@ -270,6 +270,16 @@ TEST(DistFactory, KindsAndErrors) {
   dist::LocalCommunicator comm;
   EXPECT_EQ(dist::select_device({Device::cpu()}, comm), Device::cpu());
   EXPECT_THROW(dist::select_device({}, comm), Error);
+  // Local rank i takes the i-th device; a list too short names the rank left without one.
+  EXPECT_EQ(dist::select_device({Device::cpu(), Device::cuda(1)}, 1, 2), Device::cuda(1));
+  try {
+    dist::select_device({Device::cuda(0), Device::cuda(1)}, 2, 3);
+    ADD_FAILURE() << "no error for local rank 2 with 2 devices";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--devices cuda:0,cuda:1: this process is local rank 2 of 3"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

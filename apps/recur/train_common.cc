@@ -164,13 +164,7 @@ std::vector<Device> parse_devices(const std::string& list) {
 void run_on_devices(const std::string& list, std::string& device, const std::function<void()>& task) {
   const std::vector<Device> devices = parse_devices(list);
   if (dist::launched_by_mpirun()) {
-    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    const int lr = local ? std::atoi(local) : 0;
-    RECUR_CHECK(lr < static_cast<int>(devices.size()),
-                "--devices {}: this process is local rank {} on its machine, but only {} device(s) are listed; start "
-                "at most {} processes per machine (mpirun -npernode {}) or list more devices",
-                list, lr, devices.size(), devices.size(), devices.size());
-    device = devices[static_cast<size_t>(lr)].str();
+    device = dist::select_device(devices, dist::launched_local_rank(), dist::launched_local_size()).str();
     task();
     return;
   }

@@ -64,9 +64,18 @@ void LocalCommunicator::abort(int code) { std::_Exit(code); }
 
 bool launched_by_mpirun() { return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr; }
 
-Device rank_device(const std::string& name) {
+int launched_local_rank() {
   const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-  if (name == "cuda" && local != nullptr) return Device::parse(fmt::format("cuda:{}", std::atoi(local)));
+  return local ? std::atoi(local) : 0;
+}
+
+int launched_local_size() {
+  const char* size = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  return size ? std::atoi(size) : 1;
+}
+
+Device rank_device(const std::string& name) {
+  if (name == "cuda" && launched_by_mpirun()) return Device::parse(fmt::format("cuda:{}", launched_local_rank()));
   return Device::parse(name);
 }
 
@@ -101,17 +110,19 @@ std::unique_ptr<Communicator> make_nccl_communicator(std::unique_ptr<Communicato
   return detail::make_nccl_communicator(std::move(host), options);
 }
 
-Device select_device(const std::vector<Device>& devices, const Communicator& comm) {
+Device select_device(const std::vector<Device>& devices, int local_rank, int local_size) {
   RECUR_CHECK(!devices.empty(), "select_device: empty device list");
-  const int lr = comm.local_rank();
   std::vector<std::string> names;
   for (const Device& d : devices) names.push_back(d.str());
-  RECUR_CHECK(lr < static_cast<int>(devices.size()),
-              "rank {} is process {} of {} on its machine, but only {} device(s) were listed ({}); start at most {} "
-              "processes per machine (mpirun -npernode {}) or list more devices",
-              comm.rank(), lr + 1, comm.local_size(), devices.size(), fmt::join(names, ","), devices.size(),
-              devices.size());
-  return devices[static_cast<size_t>(lr)];
+  RECUR_CHECK(local_rank < static_cast<int>(devices.size()),
+              "--devices {}: this process is local rank {} of {} on its machine, but only {} device(s) are listed; "
+              "start at most {} processes per machine (mpirun -npernode {}) or list more devices",
+              fmt::join(names, ","), local_rank, local_size, devices.size(), devices.size(), devices.size());
+  return devices[static_cast<size_t>(local_rank)];
+}
+
+Device select_device(const std::vector<Device>& devices, const Communicator& comm) {
+  return select_device(devices, comm.local_rank(), comm.local_size());
 }
 
 namespace detail {

@@ -163,26 +163,14 @@ class ThreadCommunicator final : public Communicator, public detail::PeerMonitor
     const bool is_float = t.dtype() == DType::F32 || t.dtype() == DType::F64;
     RECUR_CHECK(is_float || (scale == 1.0 && op == ReduceOp::Sum),
                 "all_reduce: {} tensors support only Sum with scale 1", dtype_name(t.dtype()));
-    if (t.device().is_cuda()) {  // staged through the host, as MPI does
-      Tensor h = t.to(Device::cpu());
-      reduce_host(h, op, scale);
-      t.copy_from(h);
-    } else {
-      reduce_host(t, op, scale);
-    }
+    on_host(t, [&](Tensor& h) { reduce_host(h, op, scale); });
     return std::make_unique<Done>();
   }
 
   void broadcast(Tensor& t, int root) override {
     RECUR_CHECK(t.defined(), "broadcast: undefined tensor");
     RECUR_CHECK(root >= 0 && root < size(), "broadcast: root {} is not a rank of {}", root, size());
-    if (t.device().is_cuda()) {
-      Tensor h = t.to(Device::cpu());
-      broadcast_host(h, root);
-      t.copy_from(h);
-      return;
-    }
-    broadcast_host(t, root);
+    on_host(t, [&](Tensor& h) { broadcast_host(h, root); });
   }
 
   std::vector<double> all_gather(const std::vector<double>& values) override { return gather(values); }
@@ -215,6 +203,15 @@ class ThreadCommunicator final : public Communicator, public detail::PeerMonitor
   };
 
   detail::OpState next(detail::OpKind kind, int64_t bytes) { return {kind, ++seq_, bytes}; }
+
+  // Runs fn on t, or on a host copy of a device tensor that is then copied back (as MPI stages).
+  template <class F>
+  static void on_host(Tensor& t, F&& fn) {
+    if (!t.device().is_cuda()) return fn(t);
+    Tensor h = t.to(Device::cpu());
+    fn(h);
+    t.copy_from(h);
+  }
 
   Slot& mine() { return s_->slots[static_cast<size_t>(rank_)]; }
 
@@ -285,7 +282,7 @@ class ThreadCommunicator final : public Communicator, public detail::PeerMonitor
   std::vector<T> gather(const std::vector<T>& values) {
     const int64_t k = static_cast<int64_t>(values.size());
     const detail::OpState st = next(detail::OpKind::AllGather, k * static_cast<int64_t>(sizeof(T)));
-    mine() = Slot{const_cast<T*>(values.data()), k, DType::F64, 1.0};
+    mine() = Slot{const_cast<T*>(values.data()), k, DType::F64, 1.0};  // dtype unused: sizes matched
     s_->meet(rank_, st, true);
     std::vector<T> all;
     all.reserve(static_cast<size_t>(k * size()));

@@ -148,8 +148,14 @@ Device rank_device(const std::string& name);
 bool mpi_compiled();
 bool nccl_compiled();
 
-/// This process's device from a list such as --devices cuda:0,cuda:1: devices[local_rank].
-/// Throws naming the rank when the machine runs more processes than the list has devices.
+/// This process's rank among those mpirun started on its machine (OMPI_COMM_WORLD_LOCAL_RANK) and
+/// how many there are (OMPI_COMM_WORLD_LOCAL_SIZE): 0 and 1 when not started by mpirun.
+int launched_local_rank();
+int launched_local_size();
+/// A process's device from a list such as --devices cuda:0,cuda:1: devices[local_rank]. Throws
+/// naming the local rank when the machine runs more processes than the list has devices.
+Device select_device(const std::vector<Device>& devices, int local_rank, int local_size);
+/// The same for the process of `comm`.
 Device select_device(const std::vector<Device>& devices, const Communicator& comm);
 
 }  // namespace recur::dist
